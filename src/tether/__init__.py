@@ -1,0 +1,38 @@
+"""tether: hidden-state lifecycle for recurrent reinforcement learning in PyTorch.
+
+An LSTM's ``(h, c)`` (a GRU's ``h``) is wrapped in a :class:`RecurrentState` that knows which
+episode and which step each row belongs to, checked against an :class:`EpisodeClock` fed by the
+environment. Misuse (a missed reset, a graph kept across a training boundary, an old state fed
+again) raises in ``strict`` mode, warns in ``warn`` mode (the default) and is skipped in ``off``.
+"""
+
+from tether.clock import EpisodeClock
+from tether.errors import (
+    GraphLeakError,
+    LifecycleError,
+    LifecycleWarning,
+    StaleStateError,
+    StateMismatchError,
+)
+from tether.modes import get_mode, mode, set_mode
+from tether.modules import StateSpec, TrackedRNN, track
+from tether.state import RecurrentState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EpisodeClock",
+    "GraphLeakError",
+    "LifecycleError",
+    "LifecycleWarning",
+    "RecurrentState",
+    "StaleStateError",
+    "StateMismatchError",
+    "StateSpec",
+    "TrackedRNN",
+    "__version__",
+    "get_mode",
+    "mode",
+    "set_mode",
+    "track",
+]

@@ -1,0 +1,355 @@
+"""track(): wrap an LSTM / GRU (or their cells) so it takes and returns a RecurrentState.
+
+The wrapper checks the state against its clock with host-side integers only, runs the plain
+module (so the tensor path stays an ordinary, compilable PyTorch call) and stamps the new state
+with the next tick. No device synchronisation happens per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+from torch import _VF, nn
+
+from tether.clock import EpisodeClock
+from tether.errors import GraphLeakError, StaleStateError, StateMismatchError, format_rows
+from tether.modes import get_mode, report
+from tether.state import RecurrentState
+
+__all__ = ["DEFAULT_MAX_GRAPH_STEPS", "StateSpec", "TrackedRNN", "track"]
+
+#: Grad-carrying steps a state may accumulate before a tracked module calls it a leak.
+DEFAULT_MAX_GRAPH_STEPS = 2048
+
+_RESET_FIX = "call `state = state.reset(done)` right after `clock.advance(done)`"
+
+
+@attrs.frozen
+class StateSpec:
+    """How a recurrent module takes and returns its state (the adapter for custom modules).
+
+    Args:
+        num_layers: ``L`` of the state (layers x directions for a sequence module, 1 for a cell).
+        hidden_size: ``H``.
+        cell: ``True`` when the module carries ``(h, c)`` like an LSTM, ``False`` for ``h`` only.
+        style: ``"sequence"``: ``module(x, hx) -> (y, hx')`` with ``hx`` shaped ``[L, B, H]``
+            (like ``nn.LSTM``); ``"cell"``: ``module(x, hx) -> hx'`` with ``hx`` shaped ``[B, H]``
+            (like ``nn.LSTMCell``).
+        batch_first: for sequence style, whether ``x`` is ``[B, T, ...]``.
+    """
+
+    num_layers: int
+    hidden_size: int
+    cell: bool
+    style: Literal["sequence", "cell"] = "sequence"
+    batch_first: bool = False
+
+    @classmethod
+    def of(cls, module: nn.Module) -> StateSpec:
+        """The spec of a built-in ``nn.LSTM``, ``nn.GRU``, ``nn.RNN`` or their cells.
+
+        Raises:
+            TypeError: for another module (pass a :class:`StateSpec` to :func:`track` instead).
+            ValueError: for an ``nn.LSTM`` with ``proj_size`` (h and c differ in size).
+        """
+        if isinstance(module, nn.LSTM | nn.GRU | nn.RNN):
+            if getattr(module, "proj_size", 0):
+                raise ValueError("track: nn.LSTM with proj_size > 0 is not supported (h and c sizes differ)")
+            layers = module.num_layers * (2 if module.bidirectional else 1)
+            return cls(layers, module.hidden_size, isinstance(module, nn.LSTM), "sequence",
+                       module.batch_first)
+        if isinstance(module, nn.LSTMCell | nn.GRUCell | nn.RNNCell):
+            return cls(1, module.hidden_size, isinstance(module, nn.LSTMCell), "cell")
+        raise TypeError(
+            f"track: expected nn.LSTM, nn.GRU, nn.RNN or one of their cells, got"
+            f" {type(module).__name__}; for a custom module pass spec=StateSpec(...)"
+        )
+
+
+def _param_meta(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in module.parameters():
+        return p.device, p.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+class TrackedRNN(nn.Module):
+    """A recurrent module that takes and returns a :class:`RecurrentState`; see :func:`track`.
+
+    Args:
+        module: the plain recurrent module; it is registered as ``self.module``.
+        spec: how it takes its state.
+        max_graph_steps: grad-carrying steps a state may accumulate before it counts as a leak.
+    """
+
+    def __init__(self, module: nn.Module, spec: StateSpec, max_graph_steps: int) -> None:
+        super().__init__()
+        if max_graph_steps < 1:
+            raise ValueError(f"track: expected max_graph_steps >= 1, got {max_graph_steps}")
+        self.module = module
+        self.spec = spec
+        self.max_graph_steps = int(max_graph_steps)
+        # The plain nn.LSTM / nn.GRU re-validates in Python what the checks here already proved;
+        # exactly those two types (no subclass) may skip straight to the ATen op, bit for bit.
+        self._fused = {nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}.get(type(module))
+        self._device, self._dtype = _param_meta(module)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TrackedRNN:
+        out = super()._apply(fn, *args, **kwargs)
+        self._device, self._dtype = _param_meta(self.module)
+        return out
+
+    def _can_fuse(self, x: torch.Tensor, state: RecurrentState) -> bool:
+        m = self.module
+        return (
+            self._fused is not None
+            and not (m._forward_hooks or m._forward_pre_hooks or nn.modules.module._global_forward_hooks
+                     or nn.modules.module._global_forward_pre_hooks)
+            and not torch.compiler.is_compiling()
+            and x.dim() == 3
+            and state.tensors[0].shape
+            == (self.spec.num_layers, x.shape[0 if self.spec.batch_first else 1], self.spec.hidden_size)
+        )
+
+    def initial_state(
+        self,
+        batch_size: int,
+        clock: EpisodeClock | None = None,
+        *,
+        env_rows: Any = None,
+    ) -> RecurrentState:
+        """A zero state for ``batch_size`` rows on the module's device and dtype.
+
+        Args:
+            batch_size: rows ``B`` (``clock.num_envs`` unless ``env_rows`` is given).
+            clock: the clock to check against; ``None`` makes an unchecked state.
+            env_rows: which clock rows the state covers, when not all of them.
+        """
+        device, dtype = _param_meta(self.module)
+        return RecurrentState.zeros(
+            self.spec.num_layers, batch_size, self.spec.hidden_size, cell=self.spec.cell,
+            clock=clock, env_rows=env_rows, device=device, dtype=dtype,
+        )
+
+    def forward(
+        self, x: torch.Tensor, state: RecurrentState, *, bootstrap: bool = False
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """Run one step (or ``T`` steps) from ``state``; return the output and the next state.
+
+        Args:
+            x: ``[T, B, in]`` (``[B, T, in]`` when batch-first) for a sequence module, ``[B, in]``
+                for a cell.
+            state: the state valid for the clock's current tick.
+            bootstrap: a read of the ending episode's own state (the truncation bootstrap
+                ``V(final_obs)``): rows whose episode ended at the latest ``advance`` are allowed;
+                the returned state is spent and may not be stepped again.
+
+        Returns:
+            ``(y, new_state)``: ``y`` as the plain module returns it (``h'`` for a cell), and the
+            state valid for tick ``tick + T``.
+
+        Raises:
+            StaleStateError: a row of an ended episode was not reset, the state belongs to another
+                tick, or it came from a bootstrap read.
+            GraphLeakError: the state carries a graph across ``end_window()`` or past the limit.
+            StateMismatchError: shapes, device or dtype do not fit the module or the input.
+        """
+        checking = get_mode() != "off"
+        ids_ok = checking and self._check(x, state, bootstrap)
+        spec = self.spec
+        if spec.style == "sequence":
+            steps = int(x.shape[1 if spec.batch_first else 0]) if x.dim() == 3 else 1
+            hx: Any = state.tensors if spec.cell else state.tensors[0]
+            if self._can_fuse(x, state):
+                m: Any = self.module
+                m._update_flat_weights()
+                y, *out = self._fused(x, hx, m._flat_weights, m.bias, m.num_layers,  # type: ignore[misc]
+                                      m.dropout, m.training, m.bidirectional, m.batch_first)
+                tensors = tuple(out)
+            else:
+                y, out = self.module(x, hx)
+                tensors = tuple(out) if spec.cell else (out,)
+        else:
+            steps = 1
+            if spec.cell:
+                h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
+                tensors = (h.unsqueeze(0), c.unsqueeze(0))
+                y = h
+            else:
+                y = self.module(x, state.tensors[0][0])
+                tensors = (y.unsqueeze(0),)
+        clock = state.clock
+        graph = tensors[0].requires_grad
+        return y, RecurrentState(
+            tensors,
+            clock,
+            state.episode_ids,
+            state.env_rows,
+            None if state.tick is None else state.tick + steps,
+            state.window if (graph and state.graph_steps) or clock is None else clock.window,
+            state.graph_steps + steps if graph else 0,
+            state.is_snapshot,
+            bootstrap,
+            clock.renewals if ids_ok and clock is not None else state.verified,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor, state: RecurrentState, bootstrap: bool) -> bool:
+        """Run the lifecycle checks; return whether the state's ids were verified current."""
+        if not isinstance(state, RecurrentState):
+            raise TypeError(
+                f"tracked {type(self.module).__name__}: expected a RecurrentState, got"
+                f" {type(state).__name__}; build one with `tracked.initial_state(batch, clock)`"
+            )
+        self._check_fit(x, state)
+        if state.spent:
+            report(StaleStateError(
+                "this state came out of a bootstrap read (the ending episode's final value) and"
+                " was stepped again",
+                kind="spent-state",
+                fix="keep stepping the state you passed to the bootstrap read, after `reset(done)`",
+            ))
+        steps = 1 if self.spec.style == "cell" else int(x.shape[1 if self.spec.batch_first else 0])
+        if state.graph_steps + steps > self.max_graph_steps and state.tensors[0].requires_grad:
+            report(GraphLeakError(
+                f"the state has carried its autograd graph for {state.graph_steps} steps; one more"
+                f" step would pass the limit of {self.max_graph_steps} (memory grows every step)",
+                kind="graph-limit",
+                fix="call `state = state.detach()` at each truncated-BPTT boundary"
+                    " (or raise track(..., max_graph_steps=N))",
+                graph_steps=state.graph_steps, limit=self.max_graph_steps,
+            ))
+        clock = state.clock
+        if clock is None or state.is_snapshot:
+            return False
+        if state.tick != clock.tick:
+            self._report_tick(state, clock)
+        if state.window != clock.window and state.tensors[0].requires_grad:
+            report(GraphLeakError(
+                f"the state carries an autograd graph from training window {state.window}, but"
+                f" the clock is in window {clock.window} (end_window() was called since): backprop"
+                " would run across the boundary and keep the old graph alive",
+                kind="graph-window",
+                fix="call `state = state.detach()` right after `clock.end_window()`",
+                state_window=state.window, clock_window=clock.window,
+            ))
+        if state.verified == clock.renewals:
+            return True
+        return self._check_ids(state, clock, bootstrap)
+
+    def _check_fit(self, x: torch.Tensor, state: RecurrentState) -> None:
+        spec = self.spec
+        name = f"tracked {type(self.module).__name__}"
+        want_dim = 3 if spec.style == "sequence" else 2
+        if x.dim() != want_dim:
+            raise StateMismatchError(
+                f"{name}: expected a batched input with {want_dim} dims"
+                f" ({'[B, T, in]' if spec.batch_first else '[T, B, in]'} for a sequence module,"
+                f" [B, in] for a cell), got shape {tuple(x.shape)}",
+                expected=f"{want_dim} dims", got=str(tuple(x.shape)),
+            )
+        batch = int(x.shape[0 if spec.style == "cell" or spec.batch_first else 1])
+        shape = state.tensors[0].shape
+        expected = (spec.num_layers, batch, spec.hidden_size)
+        if shape != expected or len(state.tensors) != (2 if spec.cell else 1):
+            raise StateMismatchError(
+                f"{name}: expected a {'(h, c)' if spec.cell else 'h'} state shaped"
+                f" [layers={expected[0]}, batch={expected[1]}, hidden={expected[2]}], got"
+                f" {len(state.tensors)} tensor(s) shaped {list(shape)}",
+                fix="build the state with `tracked.initial_state(batch_size, clock)`",
+                expected=str(expected), got=str(shape),
+            )
+        device, dtype = self._device, self._dtype
+        state_device = state.tensors[0].device
+        if state_device != device or (state.tensors[0].dtype != dtype
+                                      and not torch.is_autocast_enabled(state_device.type)):
+            raise StateMismatchError(
+                f"{name}: expected a state on {device} with dtype {dtype} (the module's), got"
+                f" {state_device} / {state.tensors[0].dtype}",
+                fix=f"use `state.to({str(device)!r}, {dtype})` or move the module",
+                expected=f"{device} {dtype}", got=f"{state_device} {state.tensors[0].dtype}",
+            )
+
+    @staticmethod
+    def _report_tick(state: RecurrentState, clock: EpisodeClock) -> None:
+        if state.tick is not None and state.tick < clock.tick:
+            what = (f"a state from tick {state.tick} was used at tick {clock.tick}: an old state"
+                    " was fed again (the new state was not taken, or a state was forked/stored"
+                    " as the wrong step)")
+            fix = "feed the state the module returned at the previous step (`y, state = m(x, state)`)"
+        else:
+            what = (f"a state for tick {state.tick} was used at tick {clock.tick}: the clock was"
+                    " not advanced after the last step")
+            fix = "call `clock.advance(done)` once after every env step"
+        report(StaleStateError(what, kind="stale-tick", fix=fix,
+                               state_tick=state.tick, clock_tick=clock.tick))
+
+    @staticmethod
+    def _check_ids(state: RecurrentState, clock: EpisodeClock, bootstrap: bool) -> bool:
+        rows = state.rows()
+        current = clock.episode_ids[rows]
+        assert state.episode_ids is not None
+        stale = state.episode_ids != current
+        if not stale.any():
+            return True
+        if bootstrap:
+            retired = clock.retired_ids[rows]
+            stale &= state.episode_ids != retired
+            if not stale.any():
+                return False
+        bad = np.flatnonzero(stale)
+        env_rows = rows[bad]
+        report(StaleStateError(
+            f"rows {format_rows(env_rows)} of the state still hold episodes"
+            f" {format_rows(state.episode_ids[bad])}, but those envs are now in episodes"
+            f" {format_rows(current[bad])} (at tick {clock.tick}): the state was not reset when"
+            " their episodes ended",
+            kind="stale-episode", fix=_RESET_FIX,
+            rows=env_rows.tolist(), state_ids=state.episode_ids[bad].tolist(),
+            clock_ids=current[bad].tolist(),
+        ))
+        return False
+
+    def extra_repr(self) -> str:
+        return f"max_graph_steps={self.max_graph_steps}"
+
+
+def track(
+    module: nn.Module,
+    *,
+    spec: StateSpec | None = None,
+    max_graph_steps: int = DEFAULT_MAX_GRAPH_STEPS,
+) -> TrackedRNN:
+    """Wrap a recurrent module so that it takes and returns a :class:`RecurrentState`.
+
+    Supports ``nn.LSTM``, ``nn.GRU``, ``nn.RNN`` (any layers, either ``batch_first``,
+    bidirectional) and ``nn.LSTMCell`` / ``nn.GRUCell`` / ``nn.RNNCell``; any other module with
+    the ``(x, hx) -> (y, hx)`` (or cell) protocol through ``spec``.
+
+    Args:
+        module: the plain recurrent module. Its outputs are unchanged, bit for bit.
+        spec: how a custom module takes its state; inferred for the built-in ones.
+        max_graph_steps: grad-carrying steps a state may accumulate before a
+            :class:`GraphLeakError` (default :data:`DEFAULT_MAX_GRAPH_STEPS`).
+
+    Returns:
+        A :class:`TrackedRNN`: ``y, state = tracked(x, state)``.
+
+    Raises:
+        TypeError: for a module it cannot infer a spec for.
+
+    Example:
+        >>> import torch
+        >>> from tether import EpisodeClock, track
+        >>> lstm = track(torch.nn.LSTM(3, 5))
+        >>> clock = EpisodeClock(2)
+        >>> state = lstm.initial_state(2, clock)
+        >>> y, state = lstm(torch.zeros(1, 2, 3), state)
+        >>> _ = clock.advance([False, True])
+        >>> state = state.reset([False, True])
+        >>> y.shape, state.tick
+        (torch.Size([1, 2, 5]), 1)
+    """
+    return TrackedRNN(module, spec if spec is not None else StateSpec.of(module), max_graph_steps)

@@ -1,0 +1,413 @@
+"""RecurrentState: an LSTM ``(h, c)`` pair or a GRU ``h`` that knows its episodes and its tick.
+
+Tensors are shaped ``[L, B, H]`` (layers, batch / env rows, hidden). Beside them a state keeps, in
+host memory, the episode id of each row, the clock tick it is valid for, the training window its
+graph belongs to and how many grad-carrying steps it has accumulated since the last cut. Every
+operation returns a new state; tensors are never edited in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from tether.clock import EpisodeClock, as_row_mask
+from tether.errors import GraphLeakError, StateMismatchError
+from tether.modes import get_mode, report
+
+__all__ = ["RecurrentState"]
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _validate_tensors(tensors: tuple[torch.Tensor, ...]) -> None:
+    if len(tensors) not in (1, 2):
+        raise StateMismatchError(
+            f"RecurrentState: expected 1 tensor (GRU h) or 2 tensors (LSTM h, c), got {len(tensors)}",
+            expected="1 or 2 tensors", got=str(len(tensors)),
+        )
+    first = tensors[0]
+    for t in tensors:
+        if not isinstance(t, torch.Tensor) or t.dim() != 3:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise StateMismatchError(
+                f"RecurrentState: expected tensors shaped [layers, batch, hidden], got {shape}",
+                expected="[L, B, H]", got=str(shape),
+            )
+        if t.shape != first.shape or t.device != first.device or t.dtype != first.dtype:
+            raise StateMismatchError(
+                "RecurrentState: h and c must share shape, device and dtype; got"
+                f" {tuple(first.shape)} {first.device} {first.dtype} and"
+                f" {tuple(t.shape)} {t.device} {t.dtype}",
+                expected=str(tuple(first.shape)), got=str(tuple(t.shape)),
+            )
+
+
+@attrs.define(slots=True, eq=False, repr=False)
+class RecurrentState:
+    """The hidden state of a recurrent core, with the bookkeeping that makes misuse detectable.
+
+    Build one with :meth:`zeros` or from a tracked module's ``initial_state``; then only use the
+    state a tracked module returns, :meth:`reset` rows whose episode ended, :meth:`detach` at a
+    training boundary, and :meth:`snapshot` to store it.
+
+    Attributes:
+        tensors: ``(h,)`` or ``(h, c)``, each ``[L, B, H]``.
+        clock: the :class:`EpisodeClock` this state is checked against, or ``None`` (unchecked).
+        episode_ids: int64 ``[B]``: the episode each row belongs to (``None`` without a clock).
+        env_rows: int64 ``[B]``: which clock rows the state's rows are (``None``: rows ``0..B-1``).
+        tick: the clock tick this state is valid for (``None`` without a clock).
+        window: the training window its graph belongs to.
+        graph_steps: grad-carrying steps accumulated since the last detach.
+        is_snapshot: a detached stored copy, exempt from the tick check (replay starts from it).
+        spent: produced by a bootstrap read; it may not be stepped again.
+    """
+
+    tensors: tuple[torch.Tensor, ...]
+    clock: EpisodeClock | None = None
+    episode_ids: np.ndarray | None = None
+    env_rows: np.ndarray | None = None
+    tick: int | None = None
+    window: int = 0
+    graph_steps: int = 0
+    is_snapshot: bool = False
+    spent: bool = False
+    verified: int = -1  # clock.renewals at which the ids were last checked equal to the clock's
+
+    # ----------------------------------------------------------------------------------------
+    # construction
+    @classmethod
+    def zeros(
+        cls,
+        num_layers: int,
+        batch_size: int,
+        hidden_size: int,
+        *,
+        cell: bool = True,
+        clock: EpisodeClock | None = None,
+        env_rows: Sequence[int] | np.ndarray | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> RecurrentState:
+        """A zero state ``[num_layers, batch_size, hidden_size]``, stamped with the clock's now.
+
+        Args:
+            num_layers: layers ``L`` (times 2 for a bidirectional module).
+            batch_size: rows ``B``; equals ``clock.num_envs`` unless ``env_rows`` is given.
+            hidden_size: ``H``.
+            cell: ``True`` for an LSTM ``(h, c)`` pair, ``False`` for a GRU / RNN ``h``.
+            clock: the clock to check against; ``None`` makes an unchecked state.
+            env_rows: which clock rows the state covers, when it is not all of them.
+            device / dtype: of the tensors (torch defaults when ``None``).
+
+        Raises:
+            StateMismatchError: when ``batch_size`` does not match the clock / ``env_rows``.
+
+        >>> s = RecurrentState.zeros(1, 4, 8, clock=EpisodeClock(4))
+        >>> s.h.shape, s.tick, s.episode_ids.tolist()
+        (torch.Size([1, 4, 8]), 0, [0, 1, 2, 3])
+        """
+        tensors = tuple(
+            torch.zeros(num_layers, batch_size, hidden_size, device=device, dtype=dtype)
+            for _ in range(2 if cell else 1)
+        )
+        return cls.from_tensors(tensors, clock=clock, env_rows=env_rows)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        tensors: torch.Tensor | Sequence[torch.Tensor],
+        *,
+        clock: EpisodeClock | None = None,
+        env_rows: Sequence[int] | np.ndarray | None = None,
+    ) -> RecurrentState:
+        """Wrap existing ``(h, c)`` / ``h`` tensors ``[L, B, H]``, taken to be current on ``clock``.
+
+        Raises:
+            StateMismatchError: for malformed tensors or a batch that does not fit the clock.
+        """
+        tensors = (tensors,) if isinstance(tensors, torch.Tensor) else tuple(tensors)
+        _validate_tensors(tensors)
+        batch = tensors[0].shape[1]
+        if clock is None:
+            return cls(tensors)
+        rows = None if env_rows is None else np.asarray(env_rows, dtype=np.int64)
+        expected = clock.num_envs if rows is None else rows.size
+        if batch != expected or (rows is not None and (rows.min() < 0 or rows.max() >= clock.num_envs)):
+            raise StateMismatchError(
+                f"RecurrentState: expected batch {expected} to match the clock's {clock.num_envs}"
+                f" rows{' (env_rows given)' if rows is not None else ''}, got batch {batch}",
+                fix="build the state with batch_size=clock.num_envs, or pass env_rows",
+                expected=str(expected), got=str(batch),
+            )
+        ids = clock.episode_ids if rows is None else _readonly(clock.episode_ids[rows])
+        return cls(
+            tensors, clock, ids, None if rows is None else _readonly(rows),
+            clock.tick, clock.window, 0, False, False, clock.renewals,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # views
+    @property
+    def h(self) -> torch.Tensor:
+        """The hidden state ``h`` ``[L, B, H]``."""
+        return self.tensors[0]
+
+    @property
+    def c(self) -> torch.Tensor:
+        """The LSTM cell state ``c`` ``[L, B, H]``.
+
+        Raises:
+            AttributeError: for a GRU / RNN state, which has no cell state.
+        """
+        if len(self.tensors) < 2:
+            raise AttributeError("this is a GRU/RNN state (h only); it has no cell state c")
+        return self.tensors[1]
+
+    @property
+    def is_lstm(self) -> bool:
+        """True for an ``(h, c)`` pair."""
+        return len(self.tensors) == 2
+
+    @property
+    def batch_size(self) -> int:
+        """Rows ``B``."""
+        return int(self.tensors[0].shape[1])
+
+    @property
+    def num_layers(self) -> int:
+        """Layers ``L``."""
+        return int(self.tensors[0].shape[0])
+
+    @property
+    def hidden_size(self) -> int:
+        """Hidden size ``H``."""
+        return int(self.tensors[0].shape[2])
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the tensors."""
+        return self.tensors[0].device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the tensors."""
+        return self.tensors[0].dtype
+
+    @property
+    def has_graph(self) -> bool:
+        """Whether any tensor carries an autograd graph (or requires grad)."""
+        return any(t.requires_grad for t in self.tensors)
+
+    def rows(self) -> np.ndarray:
+        """The clock rows this state covers, int64 ``[B]``."""
+        if self.env_rows is not None:
+            return self.env_rows
+        return np.arange(self.batch_size, dtype=np.int64)
+
+    def _evolve(self, tensors: tuple[torch.Tensor, ...], **changes: Any) -> RecurrentState:
+        new = attrs.evolve(self, tensors=tensors)
+        for name, value in changes.items():
+            setattr(new, name, value)
+        return new
+
+    # ----------------------------------------------------------------------------------------
+    # lifecycle
+    def reset(self, mask: Any = None) -> RecurrentState:
+        """Zero the masked rows (all rows when ``mask`` is ``None``) and adopt the clock's ids.
+
+        Call it right after ``clock.advance(done)`` with the same ``done``: rows whose episode
+        ended start the new one from zeros. Rows not in the mask keep their values and ids.
+
+        Args:
+            mask: bool ``[B]`` (numpy, torch or a sequence); ``None`` resets every row.
+
+        Returns:
+            A new state; this one is unchanged.
+
+        Raises:
+            ValueError: when ``mask`` is not a bool mask of shape ``(B,)``.
+        """
+        clock = self.clock
+        if mask is None:
+            tensors = tuple(torch.zeros_like(t, requires_grad=False) for t in self.tensors)
+            ids = None
+            if clock is not None:
+                ids = clock.episode_ids if self.env_rows is None else _readonly(
+                    clock.episode_ids[self.env_rows])
+            return self._evolve(tensors, episode_ids=ids, graph_steps=0, spent=False,
+                                verified=-1 if clock is None else clock.renewals,
+                                window=self.window if clock is None else clock.window)
+        flags = as_row_mask(mask, self.batch_size, "RecurrentState.reset(mask)")
+        if not flags.any():
+            return self
+        keep = torch.from_numpy(~flags).to(self.device, non_blocking=True).view(1, -1, 1)
+        tensors = tuple(torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
+                        for t in self.tensors)
+        changes: dict[str, Any] = {"spent": False}
+        if clock is not None and self.episode_ids is not None:
+            current = clock.episode_ids if self.env_rows is None else clock.episode_ids[self.env_rows]
+            ids = self.episode_ids.copy()
+            ids[flags] = current[flags]
+            changes["episode_ids"] = _readonly(ids)
+            # Only still-valid if every row now matches the clock; otherwise recheck at next use.
+            changes["verified"] = clock.renewals if np.array_equal(ids, current) else -1
+        if flags.all():
+            changes["graph_steps"] = 0
+            tensors = tuple(t.detach() for t in tensors)
+        return self._evolve(tensors, **changes)
+
+    def detach(self) -> RecurrentState:
+        """Cut the autograd graph; the state may now cross a training-window boundary.
+
+        Returns:
+            A new state with detached tensors, zero graph steps and the clock's current window.
+        """
+        window = self.window if self.clock is None else self.clock.window
+        return self._evolve(tuple(t.detach() for t in self.tensors), graph_steps=0, window=window)
+
+    def snapshot(self) -> RecurrentState:
+        """A detached copy for storage (rollout buffers, replay), exempt from the tick check.
+
+        Replay through a tracked module or :mod:`tether.sequence` may start from a snapshot at any
+        later time; the copy owns its memory, so later in-place edits elsewhere cannot reach it.
+        """
+        return self._evolve(tuple(t.detach().clone() for t in self.tensors), graph_steps=0,
+                            is_snapshot=True)
+
+    def for_buffer(self) -> RecurrentState:
+        """The state as a buffer must store it: a snapshot, refusing a live graph.
+
+        A state that still carries an autograd graph would keep that whole graph alive for as long
+        as the buffer holds it (the classic slow leak).
+
+        Raises:
+            GraphLeakError: in strict mode, when the state carries a graph (warn mode warns; both
+                then store a detached snapshot, never the graph).
+        """
+        if self.has_graph and get_mode() != "off":
+            report(GraphLeakError(
+                f"a state carrying an autograd graph ({self.graph_steps} steps) was stored in a"
+                " buffer; the buffer would keep the whole graph alive",
+                kind="graph-stored", fix="store state.snapshot() (or state.detach()), not the live state",
+                graph_steps=self.graph_steps,
+            ))
+        return self.snapshot()
+
+    # ----------------------------------------------------------------------------------------
+    # rows, devices, serialisation
+    def __getitem__(self, index: Any) -> RecurrentState:
+        """Select rows: an int array, a bool mask ``[B]``, a slice, or a list of ints."""
+        if isinstance(index, int | np.integer):
+            index = [int(index)]
+        if isinstance(index, torch.Tensor):
+            index = index.detach().cpu().numpy()
+        positions = np.arange(self.batch_size, dtype=np.int64)[index]
+        if positions.ndim != 1:
+            raise ValueError(f"RecurrentState[...]: expected a 1-d row selection, got {index!r}")
+        picker = torch.from_numpy(positions).to(self.device)
+        tensors = tuple(t.index_select(1, picker) for t in self.tensors)
+        changes: dict[str, Any] = {}
+        if self.clock is not None:
+            changes["env_rows"] = _readonly(self.rows()[positions])
+            assert self.episode_ids is not None
+            changes["episode_ids"] = _readonly(self.episode_ids[positions])
+        return self._evolve(tensors, **changes)
+
+    @classmethod
+    def cat(cls, states: Sequence[RecurrentState]) -> RecurrentState:
+        """Concatenate states along the batch (rows); they must share clock, tick and kind.
+
+        Raises:
+            StateMismatchError: when the states do not fit together.
+        """
+        if not states:
+            raise ValueError("RecurrentState.cat: expected at least one state, got none")
+        first = states[0]
+        for s in states[1:]:
+            if (s.clock is not first.clock or s.tick != first.tick or s.is_lstm != first.is_lstm
+                    or s.is_snapshot != first.is_snapshot):
+                raise StateMismatchError(
+                    "RecurrentState.cat: expected states of one clock, tick and kind; got ticks"
+                    f" {first.tick} and {s.tick}, lstm={first.is_lstm} and lstm={s.is_lstm}",
+                    expected=f"tick {first.tick}", got=f"tick {s.tick}",
+                )
+        tensors = tuple(torch.cat([s.tensors[i] for s in states], dim=1)
+                        for i in range(len(first.tensors)))
+        _validate_tensors(tensors)
+        changes: dict[str, Any] = {
+            "graph_steps": max(s.graph_steps for s in states),
+            "window": min(s.window for s in states),
+            "verified": min(s.verified for s in states),
+        }
+        if first.clock is not None:
+            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))  # type: ignore[misc]
+            changes["env_rows"] = _readonly(np.concatenate([s.rows() for s in states]))
+        return first._evolve(tensors, **changes)
+
+    def to(self, *args: Any, **kwargs: Any) -> RecurrentState:
+        """Move / cast the tensors like :meth:`torch.Tensor.to`; the bookkeeping is kept."""
+        return self._evolve(tuple(t.to(*args, **kwargs) for t in self.tensors))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and bookkeeping as plain values (the clock itself is not included)."""
+        return {
+            "tensors": [t.detach().clone() for t in self.tensors],
+            "episode_ids": None if self.episode_ids is None else self.episode_ids.copy(),
+            "env_rows": None if self.env_rows is None else self.env_rows.copy(),
+            "tick": self.tick,
+            "window": self.window,
+            "is_snapshot": self.is_snapshot,
+        }
+
+    @classmethod
+    def from_state_dict(
+        cls, data: dict[str, Any], *, clock: EpisodeClock | None = None,
+        device: torch.device | str | None = None,
+    ) -> RecurrentState:
+        """Rebuild a state saved by :meth:`state_dict`, bound to ``clock`` (checked at next use).
+
+        Raises:
+            ValueError: when ``data`` misses a key.
+        """
+        missing = {"tensors", "episode_ids", "env_rows", "tick", "window", "is_snapshot"} - set(data)
+        if missing:
+            raise ValueError(f"RecurrentState.from_state_dict: missing keys {sorted(missing)}")
+        tensors = tuple(t.to(device) if device is not None else t for t in data["tensors"])
+        _validate_tensors(tensors)
+        ids = data["episode_ids"]
+        rows = data["env_rows"]
+        return cls(
+            tensors, clock if ids is not None else None,
+            None if ids is None else _readonly(np.asarray(ids, dtype=np.int64).copy()),
+            None if rows is None else _readonly(np.asarray(rows, dtype=np.int64).copy()),
+            data["tick"], int(data["window"]), 0, bool(data["is_snapshot"]), False, -1,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled state never carries its graph: the tensors are stored detached.
+        data = self.state_dict()
+        data["clock"] = self.clock
+        data["spent"] = self.spent
+        return data
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        restored = RecurrentState.from_state_dict(data, clock=data["clock"])
+        for field in attrs.fields(RecurrentState):
+            object.__setattr__(self, field.name, getattr(restored, field.name))
+        self.spent = bool(data["spent"])
+
+    def __repr__(self) -> str:
+        kind = "lstm" if self.is_lstm else "gru"
+        extra = " snapshot" if self.is_snapshot else ""
+        extra += " spent" if self.spent else ""
+        return (f"RecurrentState({kind}, L={self.num_layers}, B={self.batch_size},"
+                f" H={self.hidden_size}, tick={self.tick}, window={self.window},"
+                f" graph_steps={self.graph_steps}, {self.dtype}, {self.device}{extra})")
