@@ -242,7 +242,7 @@ class RecurrentState:
             if clock is not None:
                 ids = clock.episode_ids if self.env_rows is None else _readonly(
                     clock.episode_ids[self.env_rows])
-            return self._evolve(tensors, episode_ids=ids, graph_steps=0, spent=False,
+            return self._evolve(tensors, episode_ids=ids, graph_steps=0,
                                 verified=-1 if clock is None else clock.renewals,
                                 window=self.window if clock is None else clock.window)
         flags = as_row_mask(mask, self.batch_size, "RecurrentState.reset(mask)")
@@ -251,7 +251,7 @@ class RecurrentState:
         keep = torch.from_numpy(~flags).to(self.device, non_blocking=True).view(1, -1, 1)
         tensors = tuple(torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
                         for t in self.tensors)
-        changes: dict[str, Any] = {"spent": False}
+        changes: dict[str, Any] = {}
         if clock is not None and self.episode_ids is not None:
             current = clock.episode_ids if self.env_rows is None else clock.episode_ids[self.env_rows]
             ids = self.episode_ids.copy()

@@ -1,0 +1,335 @@
+"""Tests for tether.modules.track: equality with the plain module, and every check firing."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tether import (
+    EpisodeClock,
+    GraphLeakError,
+    LifecycleWarning,
+    RecurrentState,
+    StaleStateError,
+    StateMismatchError,
+    StateSpec,
+    mode,
+    track,
+)
+
+SEQUENCE_MODULES = {
+    "lstm": lambda: nn.LSTM(5, 7),
+    "lstm2-batch-first": lambda: nn.LSTM(5, 7, num_layers=2, batch_first=True),
+    "gru": lambda: nn.GRU(5, 7),
+    "gru3": lambda: nn.GRU(5, 7, num_layers=3),
+    "lstm-bidirectional": lambda: nn.LSTM(5, 7, bidirectional=True),
+    "rnn": lambda: nn.RNN(5, 7, num_layers=2, batch_first=True),
+}
+CELL_MODULES = {"lstm-cell": lambda: nn.LSTMCell(5, 7), "gru-cell": lambda: nn.GRUCell(5, 7)}
+
+
+def _plain_step(module: nn.Module, x: torch.Tensor, hx: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple]:
+    """One step of the plain module with its own state layout."""
+    if isinstance(module, nn.LSTMCell):
+        h, c = module(x, (hx[0][0], hx[1][0]))
+        return h, (h.unsqueeze(0), c.unsqueeze(0))
+    if isinstance(module, nn.GRUCell | nn.RNNCell):
+        h = module(x, hx[0][0])
+        return h, (h.unsqueeze(0),)
+    if isinstance(module, nn.LSTM):
+        y, (h, c) = module(x, hx)
+        return y, (h, c)
+    y, h = module(x, hx[0])
+    return y, (h,)
+
+
+def _step_input(module: nn.Module, batch: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    if isinstance(module, nn.LSTMCell | nn.GRUCell | nn.RNNCell):
+        return torch.randn(batch, 5, dtype=dtype)
+    if module.batch_first:
+        return torch.randn(batch, 1, 5, dtype=dtype)
+    return torch.randn(1, batch, 5, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", [*SEQUENCE_MODULES, *CELL_MODULES])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_outputs_equal_plain_module_with_manual_masking(name: str, dtype: torch.dtype) -> None:
+    """A tracked module's outputs equal the plain module with manual (1 - done) masking, bit for bit."""
+    factory = {**SEQUENCE_MODULES, **CELL_MODULES}[name]
+    plain = factory().to(dtype)
+    tracked = track(plain)
+    batch = 4
+    clock = EpisodeClock(batch)
+    rng = np.random.default_rng(0)
+    with mode("strict"):
+        state = tracked.initial_state(batch, clock)
+        hx = tuple(t.clone() for t in state.tensors)
+        for _ in range(12):
+            x = _step_input(plain, batch, dtype)
+            y, state = tracked(x, state)
+            y_ref, hx = _plain_step(plain, x, hx)
+            assert torch.equal(y, y_ref)
+            done = rng.random(batch) < 0.3
+            clock.advance(done)
+            state = state.reset(done)
+            keep = torch.from_numpy(~done).to(dtype).view(1, -1, 1)
+            hx = tuple(t * keep for t in hx)
+            for mine, ref in zip(state.tensors, hx, strict=True):
+                assert torch.equal(mine, ref)
+        assert state.tick == 12
+
+
+def test_forward_hooks_still_run() -> None:
+    """A forward hook on the plain module is honoured (the fused shortcut steps aside)."""
+    plain = nn.LSTM(5, 7)
+    calls: list[int] = []
+    plain.register_forward_hook(lambda *_: calls.append(1))
+    tracked = track(plain)
+    state = tracked.initial_state(2)
+    tracked(torch.randn(1, 2, 5), state)
+    assert calls == [1]
+
+
+def test_multi_step_input_advances_tick_by_t() -> None:
+    """Feeding T steps at once stamps the state with tick + T and counts T graph steps."""
+    tracked = track(nn.GRU(5, 7))
+    state = tracked.initial_state(3, EpisodeClock(3))
+    _, new = tracked(torch.randn(6, 3, 5), state)
+    assert new.tick == 6
+    assert new.graph_steps == 6
+
+
+def test_custom_module_through_spec() -> None:
+    """A custom module with the (x, hx) -> (y, hx) protocol works through a StateSpec."""
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = nn.GRU(5, 7)
+
+        def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y, h = self.gru(x, h)
+            return 2 * y, h
+
+    tracked = track(Twice(), spec=StateSpec(num_layers=1, hidden_size=7, cell=False))
+    clock = EpisodeClock(2)
+    with mode("strict"):
+        y, state = tracked(torch.randn(1, 2, 5), tracked.initial_state(2, clock))
+    assert y.shape == (1, 2, 7)
+    assert state.tick == 1
+    with pytest.raises(TypeError, match="for a custom module pass spec=StateSpec"):
+        track(nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="proj_size"):
+        track(nn.LSTM(3, 4, proj_size=2))
+
+
+# ------------------------------------------------------------------------------------------------
+# every check fires, with a message naming where and the fix
+@pytest.fixture
+def setup() -> tuple:
+    tracked = track(nn.LSTM(5, 7))
+    clock = EpisodeClock(10)
+    return tracked, clock, tracked.initial_state(10, clock)
+
+
+def test_missed_reset_names_rows_ids_and_fix(setup: tuple) -> None:
+    """A row used after its episode ended without reset raises StaleStateError with rows, ids, fix."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    _, state = tracked(x, state)
+    done = np.zeros(10, dtype=bool)
+    done[[0, 1, 2, 3, 4, 5, 6, 7, 9]] = True
+    clock.advance(done)
+    with mode("strict"), pytest.raises(StaleStateError) as info:
+        tracked(x, state)
+    err = info.value
+    assert err.kind == "stale-episode"
+    assert err.rows == [0, 1, 2, 3, 4, 5, 6, 7, 9]
+    assert err.state_ids == [0, 1, 2, 3, 4, 5, 6, 7, 9]
+    assert err.clock_ids == [10, 11, 12, 13, 14, 15, 16, 17, 18]
+    message = str(err)
+    assert "rows [0, 1, 2, 3, 4, 5, 6, 7, and 1 more]" in message
+    assert "now in episodes [10, 11, 12, 13, 14, 15, 16, 17, and 1 more]" in message
+    assert "fix: call `state = state.reset(done)` right after `clock.advance(done)`" in message
+    with mode("strict"):
+        tracked(x, state.reset(done))  # the fix works
+
+
+def test_reused_state_names_both_ticks(setup: tuple) -> None:
+    """Feeding an old state again raises StaleStateError naming both ticks."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    _, new = tracked(x, state)
+    clock.advance(np.zeros(10, dtype=bool))
+    with mode("strict"), pytest.raises(StaleStateError, match="a state from tick 0 was used at tick 1") as info:
+        tracked(x, state)
+    assert (info.value.state_tick, info.value.clock_tick) == (0, 1)
+    assert "fix: feed the state the module returned" in str(info.value)
+    with mode("strict"):
+        tracked(x, new)
+
+
+def test_forgotten_advance_is_caught(setup: tuple) -> None:
+    """Stepping twice without clock.advance raises StaleStateError saying to advance the clock."""
+    tracked, _, state = setup
+    x = torch.randn(1, 10, 5)
+    _, state = tracked(x, state)
+    with mode("strict"), pytest.raises(StaleStateError, match="state for tick 1 was used at tick 0") as info:
+        tracked(x, state)
+    assert "clock.advance(done)" in str(info.value)
+
+
+def test_graph_across_window_boundary(setup: tuple) -> None:
+    """A state carrying a graph used after end_window() without detach raises GraphLeakError."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    _, state = tracked(x, state)
+    clock.advance(np.zeros(10, dtype=bool))
+    clock.end_window()
+    with mode("strict"), pytest.raises(GraphLeakError, match="from training window 0, but the clock is in window 1") as info:
+        tracked(x, state)
+    assert info.value.kind == "graph-window"
+    assert "fix: call `state = state.detach()` right after `clock.end_window()`" in str(info.value)
+    with mode("strict"):
+        tracked(x, state.detach())
+        with torch.no_grad():  # a state without a graph may cross windows
+            _, s2 = tracked(x, state.detach())
+        clock.advance(np.zeros(10, dtype=bool))
+        clock.end_window()
+        tracked(x, s2)
+
+
+def test_graph_step_limit() -> None:
+    """A graph carried past max_graph_steps raises GraphLeakError with the count and the limit."""
+    tracked = track(nn.GRU(5, 7), max_graph_steps=3)
+    clock = EpisodeClock(2)
+    state = tracked.initial_state(2, clock)
+    x = torch.randn(1, 2, 5)
+    with mode("strict"):
+        for _ in range(3):
+            _, state = tracked(x, state)
+            clock.advance(np.zeros(2, dtype=bool))
+        with pytest.raises(GraphLeakError, match=r"carried its autograd graph for 3 steps.*limit of 3") as info:
+            tracked(x, state)
+        assert (info.value.graph_steps, info.value.limit) == (3, 3)
+        tracked(x, state.detach())
+        with torch.no_grad():
+            for _ in range(5):  # without autograd there is no graph to count
+                _, state = tracked(x, state.detach() if state.has_graph else state)
+                clock.advance(np.zeros(2, dtype=bool))
+    with pytest.raises(ValueError, match="max_graph_steps >= 1"):
+        track(nn.GRU(5, 7), max_graph_steps=0)
+
+
+def test_shape_mismatches(setup: tuple) -> None:
+    """Wrong batch, layers, hidden size or kind raise StateMismatchError saying expected and got."""
+    tracked, clock, state = setup
+    with mode("strict"):
+        with pytest.raises(StateMismatchError, match=r"expected a \(h, c\) state shaped \[layers=1, batch=4, hidden=7\]"):
+            tracked(torch.randn(1, 4, 5), state)
+        gru_state = RecurrentState.zeros(1, 10, 7, cell=False, clock=clock)
+        with pytest.raises(StateMismatchError, match=r"got 1 tensor\(s\)"):
+            tracked(torch.randn(1, 10, 5), gru_state)
+        wide = RecurrentState.zeros(2, 10, 8, clock=clock)
+        with pytest.raises(StateMismatchError, match=r"got 2 tensor\(s\) shaped \[2, 10, 8\]"):
+            tracked(torch.randn(1, 10, 5), wide)
+        with pytest.raises(StateMismatchError, match="expected a batched input with 3 dims"):
+            tracked(torch.randn(10, 5), state)
+        with pytest.raises(TypeError, match="expected a RecurrentState, got tuple"):
+            tracked(torch.randn(1, 10, 5), state.tensors)
+
+
+def test_dtype_and_device_mismatch(setup: tuple) -> None:
+    """A state of another dtype than the module raises StateMismatchError naming both."""
+    tracked, _, state = setup
+    with mode("strict"), pytest.raises(StateMismatchError, match=r"expected a state on cpu with dtype torch.float32") as info:
+        tracked(torch.randn(1, 10, 5), state.to(torch.float64))
+    assert "torch.float64" in str(info.value)
+    # after moving the module, the expectation follows it
+    tracked.double()
+    with mode("strict"):
+        tracked(torch.randn(1, 10, 5, dtype=torch.float64), state.to(torch.float64))
+
+
+def test_bootstrap_read_is_the_one_sanctioned_stale_read(setup: tuple) -> None:
+    """bootstrap=True allows rows whose episode just ended; the result may not be stepped again."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    _, state = tracked(x, state)
+    done = np.zeros(10, dtype=bool)
+    done[2] = True
+    clock.advance(done)
+    with mode("strict"):
+        _, spent = tracked(x, state, bootstrap=True)
+        assert spent.spent
+        with pytest.raises(StaleStateError, match="came out of a bootstrap read"):
+            tracked(x, spent)
+        # the read is allowed only at the tick the episode ended, not one step later
+    with mode("off"):
+        _, late = tracked(x, state)
+    clock.advance(np.zeros(10, dtype=bool))
+    with mode("strict"), pytest.raises(StaleStateError, match=r"rows \[2\] of the state still hold episodes \[2\]"):
+        tracked(x, late, bootstrap=True)
+
+
+def test_warn_mode_warns_once_and_carries_on(setup: tuple) -> None:
+    """Warn mode warns once per kind and call site and still runs the step."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    _, state = tracked(x, state)
+    clock.advance(np.ones(10, dtype=bool))
+    with mode("warn"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            y, _ = tracked(x, state)
+    assert len(caught) == 1
+    assert caught[0].category is LifecycleWarning
+    assert "state.reset(done)" in str(caught[0].message)
+    assert y.shape == (1, 10, 7)
+
+
+def test_off_mode_checks_nothing(setup: tuple) -> None:
+    """Off mode runs a misused state without a word."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    clock.advance(np.ones(10, dtype=bool))
+    clock.end_window()
+    with mode("off"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y, _ = tracked(x, state)
+    assert y.shape == (1, 10, 7)
+
+
+def test_snapshot_is_exempt_from_the_tick_check(setup: tuple) -> None:
+    """A snapshot replays at any later tick (that is what it is for)."""
+    tracked, clock, state = setup
+    x = torch.randn(1, 10, 5)
+    snap = state.snapshot()
+    for _ in range(3):
+        _, state = tracked(x, state)
+        clock.advance(np.ones(10, dtype=bool))
+        state = state.reset(np.ones(10, dtype=bool))
+    with mode("strict"):
+        y, replayed = tracked(torch.randn(4, 10, 5), snap)
+    assert replayed.is_snapshot
+    assert y.shape == (4, 10, 7)
+
+
+def test_row_subset_state_checks_its_own_rows() -> None:
+    """A state of some clock rows is checked against exactly those rows."""
+    tracked = track(nn.GRU(5, 7))
+    clock = EpisodeClock(4)
+    state = tracked.initial_state(4, clock)[[1, 3]]
+    x = torch.randn(1, 2, 5)
+    with mode("strict"):
+        _, state = tracked(x, state)
+        clock.advance(np.array([True, False, False, False]))  # not one of our rows
+        _, state = tracked(x, state)
+        clock.advance(np.array([False, False, False, True]))
+        with pytest.raises(StaleStateError, match=r"rows \[3\] of the state still hold episodes \[3\]"):
+            tracked(x, state)
+        tracked(x, state.reset(np.array([False, True])))

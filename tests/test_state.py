@@ -1,0 +1,179 @@
+"""Tests for tether.state.RecurrentState."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from tether import EpisodeClock, GraphLeakError, LifecycleWarning, RecurrentState, StateMismatchError, mode
+
+
+def _filled(clock: EpisodeClock | None = None, *, cell: bool = True, grad: bool = False) -> RecurrentState:
+    state = RecurrentState.zeros(2, 4, 3, cell=cell, clock=clock)
+    tensors = tuple(torch.randn_like(t, requires_grad=grad) * 1.0 for t in state.tensors)
+    return RecurrentState.from_tensors(tensors, clock=clock)
+
+
+def test_zeros_is_stamped_with_the_clock() -> None:
+    """zeros() makes [L, B, H] tensors with the clock's ids, tick and window."""
+    clock = EpisodeClock(4)
+    clock.advance([True, False, False, False])
+    clock.end_window()
+    state = RecurrentState.zeros(2, 4, 3, clock=clock, dtype=torch.float64)
+    assert state.h.shape == state.c.shape == (2, 4, 3)
+    assert state.dtype == torch.float64
+    assert (state.tick, state.window, state.batch_size, state.num_layers, state.hidden_size) == (1, 1, 4, 2, 3)
+    assert state.episode_ids.tolist() == [4, 1, 2, 3]
+
+
+def test_gru_state_has_no_c() -> None:
+    """A GRU state holds h only; asking for c says so."""
+    state = RecurrentState.zeros(1, 2, 3, cell=False)
+    assert not state.is_lstm
+    with pytest.raises(AttributeError, match="GRU/RNN state"):
+        _ = state.c
+
+
+def test_batch_must_match_clock() -> None:
+    """A state whose batch differs from the clock's rows is refused with both numbers."""
+    with pytest.raises(StateMismatchError, match="expected batch 3 to match the clock's 3 rows, got batch 2"):
+        RecurrentState.zeros(1, 2, 3, clock=EpisodeClock(3))
+
+
+def test_malformed_tensors_are_refused() -> None:
+    """Tensors must be [L, B, H] and h, c must agree."""
+    with pytest.raises(StateMismatchError, match=r"\[layers, batch, hidden\]"):
+        RecurrentState.from_tensors(torch.zeros(2, 3))
+    with pytest.raises(StateMismatchError, match="h and c must share"):
+        RecurrentState.from_tensors((torch.zeros(1, 2, 3), torch.zeros(1, 2, 4)))
+    with pytest.raises(StateMismatchError, match="expected 1 tensor"):
+        RecurrentState.from_tensors([torch.zeros(1, 2, 3)] * 3)
+
+
+def test_reset_zeroes_masked_rows_and_adopts_ids() -> None:
+    """reset(mask) zeroes exactly the masked rows, adopts the clock's ids there, edits nothing in place."""
+    clock = EpisodeClock(4)
+    state = _filled(clock)
+    before = [t.clone() for t in state.tensors]
+    done = np.array([False, True, False, True])
+    clock.advance(done)
+    new = state.reset(done)
+    for old, t, t_new in zip(before, state.tensors, new.tensors, strict=True):
+        assert_close(t, old)  # original untouched
+        assert_close(t_new[:, [0, 2]], old[:, [0, 2]], rtol=0, atol=0)
+        assert torch.count_nonzero(t_new[:, [1, 3]]) == 0
+    assert new.episode_ids.tolist() == clock.episode_ids.tolist()
+    assert state.episode_ids.tolist() == [0, 1, 2, 3]
+
+
+def test_reset_all_and_reset_none_flagged() -> None:
+    """reset() zeroes every row and cuts the graph; an all-False mask changes nothing."""
+    clock = EpisodeClock(4)
+    state = _filled(clock, grad=True)
+    full = state.reset()
+    assert not full.has_graph
+    assert all(torch.count_nonzero(t) == 0 for t in full.tensors)
+    assert state.reset(np.zeros(4, dtype=bool)) is state
+
+
+def test_reset_refuses_bad_masks() -> None:
+    """A malformed reset mask raises ValueError and leaves the state usable."""
+    state = _filled(EpisodeClock(4))
+    with pytest.raises(ValueError, match=r"RecurrentState.reset\(mask\): expected a bool mask of shape \(4,\)"):
+        state.reset(np.ones(3, dtype=bool))
+    with pytest.raises(ValueError, match="got dtype float64"):
+        state.reset(np.ones(4))
+
+
+def test_detach_and_snapshot() -> None:
+    """detach() cuts the graph and adopts the window; snapshot() is a detached, owned copy."""
+    clock = EpisodeClock(4)
+    state = _filled(clock, grad=True)
+    clock.end_window()
+    detached = state.detach()
+    assert not detached.has_graph
+    assert detached.window == 1
+    assert detached.graph_steps == 0
+    snap = state.snapshot()
+    assert snap.is_snapshot
+    assert not snap.has_graph
+    assert snap.h.data_ptr() != state.h.data_ptr()
+    assert_close(snap.h, state.h.detach())
+
+
+def test_for_buffer_refuses_a_live_graph_by_mode() -> None:
+    """Storing a live graph: strict raises, warn warns, off stores detached; never the graph."""
+    state = _filled(EpisodeClock(4), grad=True)
+    with mode("strict"), pytest.raises(GraphLeakError, match="stored in a buffer") as info:
+        state.for_buffer()
+    assert "fix: store state.snapshot()" in str(info.value)
+    with mode("warn"), pytest.warns(LifecycleWarning, match="stored in a buffer"):
+        stored = state.for_buffer()
+    assert not stored.has_graph
+    with mode("off"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not state.for_buffer().has_graph
+    with mode("strict"):
+        assert state.detach().for_buffer().is_snapshot
+
+
+def test_row_selection_and_cat_keep_bookkeeping() -> None:
+    """state[rows] keeps the rows' ids and clock rows; cat puts them back together."""
+    clock = EpisodeClock(4)
+    state = _filled(clock)
+    picked = state[[3, 1]]
+    assert picked.batch_size == 2
+    assert picked.episode_ids.tolist() == [3, 1]
+    assert picked.rows().tolist() == [3, 1]
+    assert_close(picked.h, state.h[:, [3, 1]])
+    by_mask = state[np.array([True, False, False, True])]
+    assert by_mask.rows().tolist() == [0, 3]
+    whole = RecurrentState.cat([state[[0, 1]], state[[2, 3]]])
+    assert_close(whole.c, state.c)
+    assert whole.episode_ids.tolist() == [0, 1, 2, 3]
+    assert state[2].batch_size == 1
+
+
+def test_cat_refuses_mismatched_states() -> None:
+    """States of different ticks (or kinds) cannot be concatenated."""
+    clock = EpisodeClock(2)
+    a = RecurrentState.zeros(1, 2, 3, clock=clock)
+    clock.advance([False, False])
+    b = RecurrentState.zeros(1, 2, 3, clock=clock)
+    with pytest.raises(StateMismatchError, match="one clock, tick and kind; got ticks 0 and 1"):
+        RecurrentState.cat([a, b])
+    with pytest.raises(ValueError, match="at least one state"):
+        RecurrentState.cat([])
+
+
+def test_to_changes_dtype_and_keeps_bookkeeping() -> None:
+    """to() casts the tensors and keeps ticks and ids."""
+    clock = EpisodeClock(4)
+    state = _filled(clock).to(torch.float64)
+    assert state.dtype == torch.float64
+    assert state.tick == 0
+    assert state.episode_ids.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("cell", [True, False])
+def test_pickle_and_state_dict_round_trip(cell: bool) -> None:
+    """Pickle and state_dict round-trips keep tensors and bookkeeping, never a graph."""
+    clock = EpisodeClock(4)
+    state = _filled(clock, cell=cell, grad=True)
+    copy_clock, copy = pickle.loads(pickle.dumps((clock, state)))
+    assert copy.clock is copy_clock
+    assert not copy.has_graph
+    assert_close(copy.h, state.h.detach())
+    assert copy.episode_ids.tolist() == state.episode_ids.tolist()
+    rebuilt = RecurrentState.from_state_dict(state.state_dict(), clock=clock)
+    assert rebuilt.clock is clock
+    assert rebuilt.tick == state.tick
+    for a, b in zip(rebuilt.tensors, state.tensors, strict=True):
+        assert_close(a, b.detach())
+    with pytest.raises(ValueError, match="missing keys"):
+        RecurrentState.from_state_dict({"tensors": []})
