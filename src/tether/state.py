@@ -294,7 +294,7 @@ class RecurrentState:
         """
         if self.has_graph and get_mode() != "off":
             report(GraphLeakError(
-                f"a state carrying an autograd graph ({self.graph_steps} steps) was stored in a"
+                f"a state carrying an autograd graph ({self.graph_steps} step(s)) was stored in a"
                 " buffer; the buffer would keep the whole graph alive",
                 kind="graph-stored", fix="store state.snapshot() (or state.detach()), not the live state",
                 graph_steps=self.graph_steps,

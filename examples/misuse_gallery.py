@@ -1,0 +1,112 @@
+"""Each lifecycle mistake, made on purpose, and the message tether gives for it.
+
+Run: ``python examples/misuse_gallery.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+import tether
+from tether import EpisodeClock, LifecycleError, RecurrentState, track
+
+B, OBS, H = 10, 3, 8
+
+
+def fresh() -> tuple[tether.TrackedRNN, EpisodeClock, RecurrentState, torch.Tensor]:
+    """A tracked LSTM, its clock, a state after one correct step, and an input."""
+    lstm = track(nn.LSTM(OBS, H), max_graph_steps=50)
+    clock = EpisodeClock(B)
+    x = torch.randn(1, B, OBS)
+    _, state = lstm(x, lstm.initial_state(B, clock))
+    clock.advance(np.zeros(B, dtype=bool))
+    return lstm, clock, state, x
+
+
+def missed_reset() -> None:
+    """Episodes end, the state is not reset, the next step uses the old memory."""
+    lstm, clock, state, x = fresh()
+    done = np.zeros(B, dtype=bool)
+    done[[1, 4]] = True
+    _, state = lstm(x, state)
+    clock.advance(done)
+    lstm(x, state)  # forgot: state = state.reset(done)
+
+
+def reused_state() -> None:
+    """The new state is dropped and the old one fed again."""
+    lstm, clock, state, x = fresh()
+    lstm(x, state)  # forgot to take the new state
+    clock.advance(np.zeros(B, dtype=bool))
+    lstm(x, state)
+
+
+def forgot_advance() -> None:
+    """The clock is never told that the env stepped."""
+    lstm, _, state, x = fresh()
+    _, state = lstm(x, state)
+    lstm(x, state)  # forgot: clock.advance(done) between the steps
+
+
+def graph_across_window() -> None:
+    """A training boundary passes and the state keeps its autograd graph."""
+    lstm, clock, state, x = fresh()
+    clock.end_window()
+    lstm(x, state)  # forgot: state = state.detach()
+
+
+def graph_too_long() -> None:
+    """Nobody ever detaches: the graph grows with every step."""
+    lstm, clock, state, x = fresh()
+    for _ in range(60):
+        _, state = lstm(x, state)
+        clock.advance(np.zeros(B, dtype=bool))
+
+
+def stored_live_graph() -> None:
+    """A state with its graph is put into a buffer."""
+    _, _, state, _ = fresh()
+    state.for_buffer()
+
+
+def shape_mismatch() -> None:
+    """A state built for another batch size."""
+    lstm, _, _, x = fresh()
+    lstm(x, RecurrentState.zeros(1, B, H + 1))
+
+
+def bad_done_mask() -> None:
+    """A float done mask."""
+    EpisodeClock(B).advance(np.zeros(B))
+
+
+GALLERY: dict[str, Callable[[], None]] = {
+    "missed reset at an episode boundary": missed_reset,
+    "old state fed again": reused_state,
+    "clock not advanced": forgot_advance,
+    "graph kept across end_window()": graph_across_window,
+    "graph carried past the limit": graph_too_long,
+    "live graph stored in a buffer": stored_live_graph,
+    "state shaped for another module": shape_mismatch,
+    "malformed done mask": bad_done_mask,
+}
+
+
+def main() -> None:
+    """Make each mistake in strict mode and print what tether says."""
+    tether.set_mode("strict")
+    for title, mistake in GALLERY.items():
+        try:
+            mistake()
+        except (LifecycleError, ValueError) as err:
+            print(f"## {title}\n{type(err).__name__}: {err}\n")
+        else:
+            raise SystemExit(f"{title}: tether did not catch it")
+
+
+if __name__ == "__main__":
+    main()
