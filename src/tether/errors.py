@@ -6,7 +6,7 @@ and carries those facts as attributes too, so a caller can act on them programma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -84,7 +84,7 @@ class LifecycleWarning(UserWarning):
     """The warning warn mode emits instead of raising; its text is the error's message."""
 
 
-def format_rows(rows: Sequence[int]) -> str:
+def format_rows(rows: Iterable[int]) -> str:
     """Render env rows as ``"[0, 3, 5]"``, the first eight then ``"and N more"``."""
     rows = [int(r) for r in rows]
     head = ", ".join(str(r) for r in rows[:_SHOWN_ROWS])

@@ -165,8 +165,9 @@ class TrackedRNN(nn.Module):
             if self._can_fuse(x, state):
                 m: Any = self.module
                 m._update_flat_weights()
-                y, *out = self._fused(x, hx, m._flat_weights, m.bias, m.num_layers,  # type: ignore[misc]
-                                      m.dropout, m.training, m.bidirectional, m.batch_first)
+                fused: Any = self._fused
+                y, *out = fused(x, hx, m._flat_weights, m.bias, m.num_layers,
+                                m.dropout, m.training, m.bidirectional, m.batch_first)
                 tensors = tuple(out)
             else:
                 y, out = self.module(x, hx)
