@@ -1,0 +1,431 @@
+"""FactoredRecurrentActorCritic: encoder -> tracked LSTM / GRU core -> factored action heads + value.
+
+The work splits in two layers. The *tensor stages* (the encoder, the action heads, the value
+head) are pure functions of tensors that compile with ``torch.compile(fullgraph=True)``. The
+*lifecycle layer* around them (input checks, the tracked core's state checks, splitting and
+merging the actor / critic layers of the one policy state) runs in Python with host-side integers
+only, outside any compiled region. :meth:`FactoredRecurrentActorCritic.compile` compiles the
+stages in place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from tether.clock import EpisodeClock
+from tether.errors import StateMismatchError
+from tether.modules import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
+from tether.nets.factors import ActionLayout, observation_size
+from tether.nets.heads import FactoredHeads, orthogonal_init, value_head
+from tether.nets.inputs import as_actions, as_episode_starts, as_obs
+from tether.nets.masks import check_allowed, normalize_masks
+from tether.policy import ActResult, EvalResult
+from tether.sequence import unroll
+from tether.state import RecurrentState
+
+__all__ = ["FactoredRecurrentActorCritic"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def _activation(activation: str | type[nn.Module]) -> type[nn.Module]:
+    if isinstance(activation, type) and issubclass(activation, nn.Module):
+        return activation
+    if isinstance(activation, str) and activation in _ACTIVATIONS:
+        return _ACTIVATIONS[activation]
+    raise ValueError(
+        f"FactoredRecurrentActorCritic: expected activation to be one of {sorted(_ACTIVATIONS)}"
+        f" or an nn.Module class, got {activation!r}"
+    )
+
+
+def _encoder(in_features: int, sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [orthogonal_init(nn.Linear(in_features, size), math.sqrt(2.0)), nn.LayerNorm(size),
+                   activation()]
+        in_features = size
+    return nn.Sequential(*layers)
+
+
+def _recurrent(kind: str, in_features: int, hidden: int, layers: int, max_graph_steps: int) -> TrackedRNN:
+    rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(in_features, hidden, layers)
+    for name, param in rnn.named_parameters():
+        # CleanRL's recurrent PPO convention: orthogonal recurrent weights (gain 1), zero biases.
+        if name.startswith("weight"):
+            nn.init.orthogonal_(param, 1.0)
+        else:
+            nn.init.zeros_(param)
+    return track(rnn, max_graph_steps=max_graph_steps)
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"FactoredRecurrentActorCritic: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+class FactoredRecurrentActorCritic(nn.Module):
+    """A recurrent actor-critic over factored action spaces, built from gymnasium spaces.
+
+    Encoder (Linear + LayerNorm + activation per hidden size) -> tracked LSTM / GRU core -> one
+    head per action factor (categorical for Discrete / MultiDiscrete, diagonal Gaussian with a
+    learnable state-independent log-std for Box), plus a value head. With ``shared_core=False``
+    the critic has its own core (same size); the policy's state is still ONE
+    :class:`~tether.RecurrentState`: the actor's layers first, the critic's stacked below them,
+    ``[num_layers * 2, B, H]``, so ``reset`` / ``detach`` / ``snapshot`` cover both.
+
+    Follows :class:`~tether.policy.RecurrentPolicy`. Init: orthogonal with gain sqrt(2) for the
+    encoder, 0.01 for the action heads, 1.0 for the value head and the recurrent weights; biases 0.
+
+    Args:
+        observation_space: a Box (flattened to ``obs_size`` features).
+        action_space: Discrete, MultiDiscrete, Box, or a Dict / Tuple of those (one head each).
+        hidden_sizes: encoder widths; ``()`` feeds the observation to the core directly.
+        activation: ``"tanh"``, ``"relu"``, ``"gelu"``, ``"silu"``, ``"elu"``, ``"leaky_relu"`` or
+            an ``nn.Module`` class.
+        core: ``"lstm"`` or ``"gru"``.
+        core_hidden_size: ``H`` of the core.
+        num_layers: layers of each core.
+        shared_core: one core for actor and critic; ``False`` gives the critic its own core.
+        log_std_init: initial log-std of the Gaussian heads.
+        max_graph_steps: passed to :func:`~tether.track`.
+
+    Raises:
+        TypeError: for an unsupported observation or action space.
+        ValueError: for a bad size, core kind or activation.
+
+    Shapes:
+        one step: obs ``[B, *obs_shape]`` (or ``[B, obs_size]``), masks bool ``[B, D]``;
+        sequences: obs ``[T, B, ...]``, actions ``[T, B, *action_shape]``, episode_starts ``[T, B]``;
+        state ``[L, B, H]`` with ``L = num_layers`` (shared) or ``2 * num_layers`` (separate).
+
+    Example:
+        >>> import gymnasium as gym, numpy as np, torch
+        >>> from tether import EpisodeClock
+        >>> policy = FactoredRecurrentActorCritic(
+        ...     gym.spaces.Box(-1.0, 1.0, (4,)),
+        ...     gym.spaces.Dict({"move": gym.spaces.Discrete(3), "aim": gym.spaces.Box(-1.0, 1.0, (2,))}))
+        >>> clock = EpisodeClock(2)
+        >>> state = policy.initial_state(2, clock)
+        >>> out = policy.act(torch.zeros(2, 4), state, masks={"move": torch.tensor([[True] * 3] * 2)})
+        >>> out.actions.shape, out.log_prob.shape, out.value.shape
+        (torch.Size([2, 3]), torch.Size([2]), torch.Size([2]))
+        >>> sorted(policy.env_actions(out.actions))
+        ['aim', 'move']
+        >>> done = np.array([False, True])
+        >>> _ = clock.advance(done)
+        >>> state = out.state.reset(done)  # the next act() takes this state
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space[Any],
+        action_space: spaces.Space[Any],
+        *,
+        hidden_sizes: Sequence[int] = (64,),
+        activation: str | type[nn.Module] = "tanh",
+        core: Literal["lstm", "gru"] = "lstm",
+        core_hidden_size: int = 64,
+        num_layers: int = 1,
+        shared_core: bool = True,
+        log_std_init: float = 0.0,
+        max_graph_steps: int = DEFAULT_MAX_GRAPH_STEPS,
+    ) -> None:
+        super().__init__()
+        if core not in ("lstm", "gru"):
+            raise ValueError(f"FactoredRecurrentActorCritic: expected core 'lstm' or 'gru', got {core!r}")
+        sizes = [_positive("each hidden size", s) for s in hidden_sizes]
+        hidden = _positive("core_hidden_size", core_hidden_size)
+        layers = _positive("num_layers", num_layers)
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.obs_size = observation_size(observation_space)
+        self.layout = ActionLayout(action_space)
+        self.core_kind = core
+        self.encoder = _encoder(self.obs_size, sizes, _activation(activation))
+        features = sizes[-1] if sizes else self.obs_size
+        self.actor_core = _recurrent(core, features, hidden, layers, max_graph_steps)
+        self.critic_core = None if shared_core else _recurrent(core, features, hidden, layers,
+                                                               max_graph_steps)
+        self.heads = FactoredHeads(self.layout, hidden, log_std_init)
+        self.value_head = value_head(hidden)
+        # torch.compile options set by compile(), and the compiled stages built from them lazily.
+        self._compile_options: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._compiled: dict[str, Callable[..., Any]] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # facts
+    @property
+    def shared_core(self) -> bool:
+        """Whether actor and critic share one core."""
+        return self.critic_core is None
+
+    @property
+    def hidden_size(self) -> int:
+        """``H`` of the core(s)."""
+        return self.actor_core.spec.hidden_size
+
+    @property
+    def state_layers(self) -> int:
+        """``L`` of the policy state: the actor's layers, plus the critic's when separate."""
+        critic = 0 if self.critic_core is None else self.critic_core.spec.num_layers
+        return self.actor_core.spec.num_layers + critic
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one step's actions after the batch dim (see :class:`~tether.policy.ActResult`)."""
+        return self.layout.action_shape
+
+    # ------------------------------------------------------------------------------------------
+    # the RecurrentPolicy protocol
+    def initial_state(
+        self, batch_size: int, clock: EpisodeClock | None = None, *, env_rows: Any = None
+    ) -> RecurrentState:
+        """A zero state ``[state_layers, batch_size, H]`` on the policy's device and dtype.
+
+        Args:
+            batch_size: rows ``B`` (``clock.num_envs`` unless ``env_rows`` is given).
+            clock: the clock to check against; ``None`` makes an unchecked state.
+            env_rows: which clock rows the state covers, when not all of them.
+        """
+        weight = self.value_head.weight
+        return RecurrentState.zeros(
+            self.state_layers, batch_size, self.hidden_size, cell=self.core_kind == "lstm",
+            clock=clock, env_rows=env_rows, device=weight.device, dtype=weight.dtype,
+        )
+
+    @torch.no_grad()
+    def act(
+        self, obs: Any, state: RecurrentState, masks: Any = None, deterministic: bool = False
+    ) -> ActResult:
+        """One inference step (no autograd graph): sample actions, their log-prob and ``V(obs)``.
+
+        Args:
+            obs: ``[B, *obs_shape]`` or ``[B, obs_size]`` (tensor or array).
+            state: the policy state valid for the clock's current tick.
+            masks: optional bool action masks (True = allowed): one tensor ``[B, D]`` with the
+                discrete heads concatenated in head order, or a list / tuple / dict per head.
+            deterministic: take each head's mode instead of sampling.
+
+        Returns:
+            :class:`~tether.policy.ActResult` ``(actions, log_prob [B], value [B], state)``.
+
+        Raises:
+            ValueError: for obs or masks of the wrong shape, a mask for a Box head, or a row whose
+                mask allows no action (:class:`~tether.nets.ActionMaskError`).
+            StateMismatchError / StaleStateError / GraphLeakError: from the state checks.
+        """
+        x = self._obs(obs, 1, "act")
+        self._check_state(state, x.shape[0], "act")
+        mask = self._masks(masks, (x.shape[0],), "act")
+        z = self._stage("_encode")(x).unsqueeze(0)  # [B, E] -> [1, B, E]: one step of the core
+        pi_state, vf_state = self._split(state)
+        y, pi_state = self.actor_core(z, pi_state)
+        if self.critic_core is None:
+            yv, next_state = y, pi_state
+        else:
+            yv, vf_state = self.critic_core(z, vf_state)
+            next_state = self._merge(pi_state, vf_state)
+        actions, log_prob, _, value = self._stage("_outputs")(y[0], yv[0], mask, None, deterministic)
+        return ActResult(actions, log_prob, value, next_state)
+
+    @torch.no_grad()
+    def value(self, obs: Any, state: RecurrentState, *, bootstrap: bool = False) -> torch.Tensor:
+        """``V(obs) [B]`` from ``state``, without an autograd graph; the state is not advanced.
+
+        Args:
+            obs: ``[B, *obs_shape]`` or ``[B, obs_size]``.
+            state: the policy state.
+            bootstrap: the truncation bootstrap read ``V(final_obs)`` of rows whose episode just
+                ended, from their own pre-reset state (passed to the tracked core as
+                ``bootstrap=True``, the one read strict mode allows).
+
+        Raises:
+            ValueError / StateMismatchError / StaleStateError: as :meth:`act`.
+        """
+        x = self._obs(obs, 1, "value")
+        self._check_state(state, x.shape[0], "value")
+        z = self._stage("_encode")(x).unsqueeze(0)
+        if self.critic_core is None:
+            y, _ = self.actor_core(z, state, bootstrap=bootstrap)
+        else:
+            y, _ = self.critic_core(z, self._split(state)[1], bootstrap=bootstrap)
+        return self.value_head(y[0]).squeeze(-1)
+
+    def env_actions(self, actions: torch.Tensor) -> Any:
+        """Turn ``act``'s actions ``[B, *action_shape]`` into what the vector env's ``step`` takes.
+
+        Returns:
+            numpy arrays in the space's dtype and shape (Box clipped to its bounds, Discrete /
+            MultiDiscrete with ``start`` added); a dict of them for a Dict space, a tuple for Tuple.
+
+        Raises:
+            ValueError: when ``actions`` is not shaped ``[B, *action_shape]``.
+        """
+        return self.layout.to_env(actions)
+
+    def evaluate_actions(
+        self,
+        obs: Any,
+        actions: Any,
+        episode_starts: Any,
+        initial_state: RecurrentState,
+        masks: Any = None,
+        return_state: bool = False,
+    ) -> EvalResult:
+        """Log-prob, entropy and value of ``actions`` along a sequence, with episode restarts.
+
+        Args:
+            obs: ``[T, B, *obs_shape]`` or ``[T, B, obs_size]``.
+            actions: ``[T, B, *action_shape]`` as ``act`` returned them (``[T, B, 1]`` is also
+                accepted for a Discrete space).
+            episode_starts: bool ``[T, B]``: True where ``obs[t, b]`` starts a new episode (the
+                state of that row restarts from zeros).
+            initial_state: the state before step 0 (usually a stored snapshot).
+            masks: the masks ``act`` used, shaped ``[T, B, D]`` or per head ``[T, B, n]``.
+            return_state: also return the state after step ``T - 1``.
+
+        Returns:
+            :class:`~tether.policy.EvalResult` ``(log_prob, entropy, value)``, each ``[T, B]``,
+            and the final state (``None`` unless ``return_state``).
+
+        Raises:
+            ValueError: for obs / actions / masks / episode_starts of the wrong shape or dtype,
+                actions outside their Discrete range, or a row whose mask allows no action.
+            StateMismatchError: when the state does not fit the policy or the batch.
+        """
+        where = "evaluate_actions"
+        x = self._obs(obs, 2, where)
+        T, B = int(x.shape[0]), int(x.shape[1])
+        self._check_state(initial_state, B, where)
+        starts = as_episode_starts(episode_starts, T, B, where)
+        flat_actions = as_actions(actions, self.layout, T, B, x.device, where)
+        mask = self._masks(masks, (T, B), where)
+        # (T, B, F) -> (T * B, F): the tensor stages always see [N, ...], one compiled graph.
+        z = self._stage("_encode")(x.reshape(T * B, -1)).reshape(T, B, -1)
+        pi_state, vf_state = self._split(initial_state)
+        y, pi_final = unroll(self.actor_core, z, starts, pi_state)
+        yv, final = y, pi_final
+        if self.critic_core is not None:
+            yv, vf_final = unroll(self.critic_core, z, starts, vf_state)
+            if return_state:
+                final = self._merge(pi_final, vf_final)
+        _, log_prob, entropy, value = self._stage("_outputs")(
+            y.reshape(T * B, -1), yv.reshape(T * B, -1),
+            None if mask is None else mask.reshape(T * B, -1), flat_actions)
+        return EvalResult(log_prob.reshape(T, B), entropy.reshape(T, B), value.reshape(T, B),
+                          final if return_state else None)
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Compile the pure-tensor stages in place with :func:`torch.compile`.
+
+        The stages are :meth:`_encode` (the encoder) and :meth:`_outputs` (action heads, sampling or
+        scoring, value head); each is compiled on first use, with these arguments (e.g.
+        ``backend="aot_eager"``, ``fullgraph=True``, ``dynamic=True``). The input checks, the
+        tracked core and its lifecycle checks stay eager, so a misuse still raises with its full
+        message. Parameter names and ``state_dict`` keys are unchanged; a pickled / deep-copied
+        policy keeps the options and compiles again on first use.
+        """
+        self._compile_options = (args, kwargs)
+        self._compiled = {}
+
+    # ------------------------------------------------------------------------------------------
+    # the tensor stages: pure functions of tensors, compiled by compile()
+    def _encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Encoder features ``[N, E]`` of flattened observations ``[N, obs_size]``."""
+        return self.encoder(obs)
+
+    def _outputs(
+        self,
+        actor_features: torch.Tensor,
+        critic_features: torch.Tensor,
+        masks: torch.Tensor | None,
+        actions: torch.Tensor | None,
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample (``actions is None``) or score actions, and the value, from core outputs ``[N, H]``.
+
+        Returns:
+            ``(actions [N, *action_shape], log_prob [N], entropy [N], value [N])``.
+        """
+        chosen, log_prob, entropy = self.heads(actor_features, masks, actions, deterministic)
+        return chosen, log_prob, entropy, self.value_head(critic_features).squeeze(-1)
+
+    def _stage(self, name: str) -> Callable[..., Any]:
+        """The stage ``name``, compiled when :meth:`compile` was called."""
+        if self._compile_options is None:
+            return getattr(self, name)
+        stage = self._compiled.get(name)
+        if stage is None:
+            args, kwargs = self._compile_options
+            stage = self._compiled[name] = torch.compile(getattr(self, name), *args, **kwargs)
+        return stage
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled functions do not pickle; the options do, and the stages recompile on first use.
+        state = super().__getstate__()
+        state["_compiled"] = {}
+        return state
+
+    # ------------------------------------------------------------------------------------------
+    # the lifecycle layer: input checks, state split / merge (host side, never compiled)
+    def _split(self, state: RecurrentState) -> tuple[RecurrentState, RecurrentState]:
+        """The actor's and the critic's views of the policy state (the same one when shared)."""
+        if self.critic_core is None:
+            return state, state
+        cut = self.actor_core.spec.num_layers
+        # Layer slices with the bookkeeping kept: each tracked core checks its own half.
+        actor = attrs.evolve(state, tensors=tuple(t[:cut] for t in state.tensors))
+        critic = attrs.evolve(state, tensors=tuple(t[cut:] for t in state.tensors))
+        return actor, critic
+
+    @staticmethod
+    def _merge(actor: RecurrentState, critic: RecurrentState) -> RecurrentState:
+        """One policy state from the cores' next states (actor layers first)."""
+        tensors = tuple(torch.cat(pair, dim=0) for pair in zip(actor.tensors, critic.tensors, strict=True))
+        return attrs.evolve(
+            actor, tensors=tensors, graph_steps=max(actor.graph_steps, critic.graph_steps),
+            window=min(actor.window, critic.window), verified=min(actor.verified, critic.verified),
+        )
+
+    def _check_state(self, state: Any, batch: int, where: str) -> None:
+        if not isinstance(state, RecurrentState):
+            raise TypeError(
+                f"{where}: expected a RecurrentState, got {type(state).__name__}; build one with"
+                " `policy.initial_state(batch_size, clock)`"
+            )
+        kind = "(h, c)" if self.core_kind == "lstm" else "h"
+        want = (self.state_layers, batch, self.hidden_size)
+        got = (state.num_layers, state.batch_size, state.hidden_size)
+        if got != want or state.is_lstm != (self.core_kind == "lstm"):
+            layers = (f"{self.state_layers}" if self.critic_core is None else
+                      f"{self.state_layers} = {self.actor_core.spec.num_layers} actor +"
+                      f" {self.critic_core.spec.num_layers} critic")
+            raise StateMismatchError(
+                f"{where}: expected a {self.core_kind} {kind} state shaped [layers={layers},"
+                f" batch={batch} (the obs rows), hidden={self.hidden_size}], got"
+                f" {'(h, c)' if state.is_lstm else 'h'} shaped {list(got)}",
+                fix="build the state with `policy.initial_state(batch_size, clock)`",
+                expected=str(want), got=str(got),
+            )
+
+    def _obs(self, obs: Any, lead: int, where: str) -> torch.Tensor:
+        return as_obs(obs, self.observation_space, self.obs_size, lead, self.value_head.weight, where)
+
+    def _masks(self, masks: Any, lead: tuple[int, ...], where: str) -> torch.Tensor | None:
+        mask = normalize_masks(masks, self.layout, lead, self.value_head.weight.device, where)
+        if mask is not None:
+            check_allowed(mask, self.layout, where)
+        return mask

@@ -1,0 +1,111 @@
+"""Input checks of the actor-critic: observations, actions and episode starts.
+
+Each function turns what a caller passes (tensor or array) into the tensor the tensor stages take,
+or raises a ``ValueError`` that says what was expected and what came, prefixed with the calling
+method. They run in the lifecycle layer, outside any compiled region.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from tether.nets.factors import ActionLayout
+
+__all__ = ["as_actions", "as_episode_starts", "as_obs"]
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+
+
+def as_obs(
+    obs: Any, space: spaces.Space[Any], size: int, lead: int, like: torch.Tensor, where: str
+) -> torch.Tensor:
+    """Observations ``[*lead, *obs_shape]`` or ``[*lead, size]`` as ``[*lead, size]`` like ``like``.
+
+    Args:
+        obs: the observations (tensor or array, any numeric dtype).
+        space: the observation space.
+        size: features of the flattened observation.
+        lead: number of leading dims: 1 (``[B]``) or 2 (``[T, B]``).
+        like: a parameter: the result takes its device and dtype.
+        where: the calling method, for messages.
+
+    Raises:
+        ValueError: for any other shape.
+    """
+    tensor = _tensor(obs)
+    shape = tuple(tensor.shape)
+    space_shape = tuple(space.shape or ())
+    if len(shape) < lead or shape[lead:] not in (space_shape, (size,)):
+        dims = "T, B" if lead == 2 else "B"
+        raise ValueError(
+            f"{where}: expected obs shaped [{dims}, {', '.join(map(str, space_shape))}] (or"
+            f" flattened [{dims}, {size}]) for {space!r}, got {list(shape)}"
+        )
+    return tensor.to(like.device, like.dtype).reshape(*shape[:lead], size)
+
+
+def as_episode_starts(episode_starts: Any, steps: int, batch: int, where: str) -> torch.Tensor:
+    """Episode starts as a bool tensor ``[T, B]``, left where they are.
+
+    :func:`tether.sequence.unroll` plans its calls from the starts on the host, so a numpy array
+    or CPU tensor stays on the CPU (moving it to an accelerator would cost a sync there).
+
+    Raises:
+        ValueError: when not bool or not shaped ``[T, B]``.
+    """
+    starts = _tensor(episode_starts)
+    if starts.dtype != torch.bool or tuple(starts.shape) != (steps, batch):
+        raise ValueError(
+            f"{where}: expected episode_starts as bool [T={steps}, B={batch}] (True where obs[t, b]"
+            f" starts an episode), got {starts.dtype} {list(starts.shape)}"
+        )
+    return starts
+
+
+def as_actions(actions: Any, layout: ActionLayout, steps: int, batch: int, device: torch.device,
+               where: str) -> torch.Tensor:
+    """Actions ``[T, B, *action_shape]`` checked and flattened to ``[T * B, *action_shape]``.
+
+    ``[T, B, 1]`` is accepted for a single Discrete space, and float indices for an int layout.
+
+    Raises:
+        ValueError: for another shape, or a discrete index outside ``[0, n)``.
+    """
+    tensor = _tensor(actions)
+    shape = layout.action_shape
+    if shape == () and tensor.dim() == 3 and tensor.shape[2] == 1:
+        tensor = tensor.squeeze(2)
+    if tuple(tensor.shape) != (steps, batch, *shape):
+        raise ValueError(
+            f"{where}: expected actions shaped {[steps, batch, *shape]} (as act() returns them) for"
+            f" {layout.space!r}, got {list(tensor.shape)}"
+        )
+    flat = tensor.to(device).reshape(steps * batch, *shape)
+    if not layout.is_float and flat.is_floating_point():
+        flat = torch.round(flat).long()
+    _check_range(flat, layout, where)
+    return flat
+
+
+def _check_range(flat: torch.Tensor, layout: ActionLayout, where: str) -> None:
+    if not layout.discrete:
+        return
+    parts = layout.split(flat)
+    checked, bad = [], []
+    for factor, part in zip(layout.factors, parts, strict=True):
+        if factor.is_discrete:
+            checked.append(factor)
+            bad.append(((part < 0) | (part >= torch.tensor(factor.sizes, device=flat.device))).any())
+    flags = torch.stack(bad).cpu().tolist()  # one host sync for every discrete head
+    for factor, flag in zip(checked, flags, strict=True):
+        if flag:
+            raise ValueError(
+                f"{where}: actions of head {factor.name!r} fall outside [0, n) for sizes"
+                f" {list(factor.sizes)} (indices are zero-based; env_actions adds the space's start)"
+            )
