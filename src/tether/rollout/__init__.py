@@ -1,0 +1,25 @@
+"""Rollouts for recurrent policies: a clock-advancing vector-env wrapper, a collector, a buffer, GAE.
+
+- :class:`TrackedVectorEnv` wraps a gymnasium vector env (sync or async, any autoreset mode) and
+  advances its :class:`~tether.EpisodeClock` every step; :class:`VecStep` says per row where
+  episodes end (``terminated`` / ``truncated``), where they start (``episode_starts``) and which
+  transitions are real (``valid``).
+- :class:`RolloutCollector` runs any :class:`~tether.policy.RecurrentPolicy` for ``T × E`` steps
+  without autograd graph, with the truncation bootstrap read from the pre-reset state.
+- :class:`RecurrentRolloutBuffer` stores the rollout with state snapshots at chunk starts,
+  computes GAE (:func:`compute_gae`) and yields :class:`SequenceMinibatch` es for replay.
+"""
+
+from tether.rollout.buffer import RecurrentRolloutBuffer, SequenceMinibatch
+from tether.rollout.collector import RolloutCollector
+from tether.rollout.gae import compute_gae
+from tether.rollout.vec import TrackedVectorEnv, VecStep
+
+__all__ = [
+    "RecurrentRolloutBuffer",
+    "RolloutCollector",
+    "SequenceMinibatch",
+    "TrackedVectorEnv",
+    "VecStep",
+    "compute_gae",
+]

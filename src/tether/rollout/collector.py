@@ -1,0 +1,285 @@
+"""RolloutCollector: run a recurrent policy in a vector env for ``T`` steps × ``E`` envs.
+
+The loop it runs, once per step (the same loop a user can write with :class:`TrackedVectorEnv`)::
+
+    result = policy.act(obs, state, masks)                       # state for the next tick
+    step = venv.step(policy.env_actions(result.actions))         # clock.advance(episode_starts)
+    boot = policy.value(step.final_obs, result.state, bootstrap=True)  # truncated rows, pre-reset
+    buffer.add(obs, ..., state=state)                            # state fed at this step
+    state = result.state.reset(step.episode_starts)              # zeros where a new episode starts
+
+Everything runs under ``torch.no_grad()``: no autograd graph is built during collection, even for
+a policy whose parameters require grad, so memory stays flat however many episodes pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from tether.clock import EpisodeClock
+from tether.errors import StateMismatchError, format_rows
+from tether.policy import ActResult, RecurrentPolicy
+from tether.rollout._obs import Tree, nonfinite_rows, to_tensor
+from tether.rollout.buffer import RecurrentRolloutBuffer
+from tether.rollout.vec import TrackedVectorEnv, VecStep
+from tether.state import RecurrentState
+
+__all__ = ["RolloutCollector"]
+
+MaskSource = str | Callable[[Any, dict[str, Any]], Any] | None
+_PROTOCOL = ("initial_state", "act", "value", "env_actions", "evaluate_actions")
+
+
+def _placement(policy: Any, device: torch.device | str | None) -> tuple[torch.device, torch.dtype]:
+    params = list(policy.parameters()) if isinstance(policy, torch.nn.Module) else []
+    floats = [p for p in params if p.is_floating_point()]
+    dtype = floats[0].dtype if floats else torch.get_default_dtype()
+    if device is not None:
+        return torch.device(device), dtype
+    return (params[0].device if params else torch.device("cpu")), dtype
+
+
+class RolloutCollector:
+    """Collect rollouts of ``num_steps × num_envs`` with any :class:`~tether.policy.RecurrentPolicy`.
+
+    The live state and the last observation are kept across :meth:`collect` calls (detached), so
+    consecutive rollouts continue the same episodes. Finished episodes' returns and lengths (valid
+    steps only) are recorded per call in :attr:`episode_returns` / :attr:`episode_lengths`.
+
+    Args:
+        env: a gymnasium vector env (wrapped in a :class:`TrackedVectorEnv` here) or a tracked one.
+        policy: follows :class:`~tether.policy.RecurrentPolicy` (a user's own module too).
+        num_steps: ``T``, steps per rollout.
+        chunk_len: replay chunk length of the default buffer (``None``: whole rollout per env).
+        device: where observations go; the policy's parameter device when ``None``.
+        action_mask: the info key holding boolean action masks (used when the env provides it), a
+            callable ``(obs, info) -> mask [E, ...]``, or ``None`` for no masks.
+        seed: passed to the first ``env.reset``.
+
+    Raises:
+        TypeError: when ``env`` is not a vector env or ``policy`` lacks a protocol method.
+
+    Example::
+
+        collector = RolloutCollector(venv, policy, num_steps=128, chunk_len=32)
+        buffer = collector.collect()               # [128, E] steps, no autograd graph
+        buffer.compute_advantages(gamma=0.99, lam=0.95)
+        for mb in buffer.minibatches(4, generator=torch.Generator().manual_seed(0)):
+            out = policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state,
+                                          mb.action_masks)
+    """
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv | TrackedVectorEnv,
+        policy: RecurrentPolicy,
+        num_steps: int,
+        *,
+        chunk_len: int | None = None,
+        device: torch.device | str | None = None,
+        action_mask: MaskSource = "action_mask",
+        seed: int | None = None,
+    ) -> None:
+        self.venv = env if isinstance(env, TrackedVectorEnv) else TrackedVectorEnv(env)
+        missing = [name for name in _PROTOCOL if not callable(getattr(policy, name, None))]
+        if missing:
+            raise TypeError(
+                f"RolloutCollector: expected a policy following tether.policy.RecurrentPolicy, but"
+                f" {type(policy).__name__} has no {', '.join(missing)}"
+            )
+        self.policy = policy
+        self.device, self.float_dtype = _placement(policy, device)
+        self.buffer = RecurrentRolloutBuffer(num_steps, self.venv.num_envs, chunk_len=chunk_len,
+                                             device=self.device)
+        self.num_steps = num_steps
+        self.action_mask = action_mask
+        self._seed = seed
+        E = self.venv.num_envs
+        self.state: RecurrentState | None = None
+        self._obs: Tree = None
+        self._info: dict[str, Any] = {}
+        self._starts = np.ones(E, dtype=bool)
+        self._masks_seen = False
+        self._ep_return = np.zeros(E, dtype=np.float64)
+        self._ep_length = np.zeros(E, dtype=np.int64)
+        self.episode_returns: list[float] = []
+        self.episode_lengths: list[int] = []
+        self.num_episodes = 0
+        self.total_steps = 0
+
+    @property
+    def num_envs(self) -> int:
+        """Env rows ``E``."""
+        return self.venv.num_envs
+
+    @property
+    def clock(self) -> EpisodeClock:
+        """The env wrapper's clock."""
+        return self.venv.clock
+
+    # ----------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Reset the envs and start from a fresh ``policy.initial_state(E, clock)``.
+
+        Raises:
+            StateMismatchError: when the policy's initial state is not one row per env.
+        """
+        self._obs, self._info = self.venv.reset(seed=seed)
+        state = self.policy.initial_state(self.num_envs, self.clock)
+        self._check_state(state, "policy.initial_state")
+        self.state = state
+        self._starts = np.ones(self.num_envs, dtype=bool)
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+
+    def collect(self, buffer: RecurrentRolloutBuffer | None = None) -> RecurrentRolloutBuffer:
+        """Run ``num_steps`` steps in every env and store them (no autograd graph).
+
+        Args:
+            buffer: where to store; the collector's own (reused) buffer when ``None``.
+
+        Returns:
+            The filled buffer, finished with ``V(obs_T)``; call ``compute_advantages`` next.
+
+        Raises:
+            ValueError: for NaN / inf observations (naming the rows), an action of the wrong shape
+                (expected vs got), or policy outputs that are not one per env. Steps already taken
+                stay stored, and the collector's state and observation stay consistent.
+            StateMismatchError: when the policy returns a state of the wrong batch size.
+        """
+        buffer = self.buffer if buffer is None else buffer
+        if (buffer.num_steps, buffer.num_envs) != (self.num_steps, self.num_envs):
+            raise ValueError(
+                f"RolloutCollector.collect: expected a buffer of {self.num_steps} steps × {self.num_envs}"
+                f" envs, got {buffer.num_steps} × {buffer.num_envs}"
+            )
+        if self.state is None:
+            self.reset(self._seed)
+        self.episode_returns, self.episode_lengths = [], []
+        buffer.clear()
+        with torch.no_grad():
+            for _ in range(self.num_steps):
+                self._step(buffer)
+            obs = self._obs_tensor(self._obs, "observation")
+            assert self.state is not None
+            last_value = self._checked_value(self.policy.value(obs, self.state), "policy.value")
+        buffer.finish(last_value)
+        self.state = self.state.detach()
+        return buffer
+
+    def _step(self, buffer: RecurrentRolloutBuffer) -> None:
+        state = self.state
+        assert state is not None
+        obs = self._obs_tensor(self._obs, "observation")
+        masks = self._masks(self._obs, self._info)
+        result = self.policy.act(obs, state, masks)
+        self._check_act(result)
+        step = self.venv.step(self.policy.env_actions(result.actions))
+        # From here the env has moved: commit everything before reporting any problem.
+        next_state = result.state
+        bootstrap = torch.zeros(self.num_envs, device=self.device)
+        if step.truncated.any():
+            final = to_tensor(step.final_obs, self.device, self.float_dtype)
+            value = self._checked_value(self.policy.value(final, next_state, bootstrap=True),
+                                        "policy.value(bootstrap=True)")
+            trunc = torch.as_tensor(step.truncated, device=self.device)
+            bootstrap = torch.where(trunc, value.to(bootstrap.dtype), bootstrap)
+        buffer.add(obs, result.actions, result.log_prob, result.value, step.reward, step.terminated,
+                   step.truncated, self._starts, state=state, valid=step.valid,
+                   bootstrap_values=bootstrap, action_masks=masks)
+        self.state = next_state.reset(step.episode_starts)
+        self._obs, self._info, self._starts = step.obs, step.info, step.episode_starts
+        self.total_steps += self.num_envs
+        self._record(step)
+        bad_final = np.intersect1d(nonfinite_rows(step.final_obs, self.num_envs), np.flatnonzero(step.done))
+        if bad_final.size:
+            raise ValueError(
+                f"RolloutCollector: the final observations of env rows {format_rows(bad_final)} contain"
+                f" NaN or inf (at tick {self.clock.tick}); their bootstrap values are not finite."
+                " The step is stored; fix the env's observations"
+            )
+
+    def _record(self, step: VecStep) -> None:
+        counted = step.valid
+        self._ep_return[counted] += step.reward[counted]
+        self._ep_length[counted] += 1
+        for row in np.flatnonzero(step.done):
+            self.episode_returns.append(float(self._ep_return[row]))
+            self.episode_lengths.append(int(self._ep_length[row]))
+            self._ep_return[row] = 0.0
+            self._ep_length[row] = 0
+            self.num_episodes += 1
+
+    # ----------------------------------------------------------------------------------------
+    def _obs_tensor(self, obs: Tree, what: str) -> Tree:
+        bad = nonfinite_rows(obs, self.num_envs)
+        if bad.size:
+            raise ValueError(
+                f"RolloutCollector: the {what}s of env rows {format_rows(bad)} contain NaN or inf"
+                f" (at tick {self.clock.tick}); nothing was fed to the policy. Fix the env (or"
+                " wrap it to clean its observations)"
+            )
+        return to_tensor(obs, self.device, self.float_dtype)
+
+    def _masks(self, obs: Tree, info: dict[str, Any]) -> torch.Tensor | None:
+        source = self.action_mask
+        if source is None:
+            return None
+        if callable(source):
+            raw = source(obs, info)
+        else:
+            if source not in info:
+                if self._masks_seen:
+                    raise ValueError(f"RolloutCollector: info[{source!r}] was given before but is"
+                                     " missing now; return the action mask from reset() and step()")
+                return None
+            present = np.asarray(info.get(f"_{source}", np.ones(self.num_envs, dtype=bool)))
+            # A row whose next step is an autoreset ignores its action: any mask will do.
+            lacking = ~present & ~self.venv.autoreset_pending
+            if lacking.any():
+                raise ValueError(f"RolloutCollector: info[{source!r}] is missing for env rows"
+                                 f" {format_rows(np.flatnonzero(lacking))}")
+            raw = np.array(info[source], dtype=bool, copy=True)
+            raw[~present] = True
+        self._masks_seen = True
+        masks = torch.as_tensor(np.asarray(raw)).to(self.device, torch.bool)
+        if masks.dim() < 2 or masks.shape[0] != self.num_envs:
+            raise ValueError(f"RolloutCollector: expected action masks shaped [E={self.num_envs}, ...],"
+                             f" got {list(masks.shape)}")
+        return masks
+
+    def _check_state(self, state: Any, what: str) -> None:
+        if not isinstance(state, RecurrentState):
+            raise TypeError(f"RolloutCollector: {what} returned {type(state).__name__}, expected a"
+                            " RecurrentState")
+        if state.batch_size != self.num_envs:
+            raise StateMismatchError(
+                f"RolloutCollector: {what} returned a state of batch {state.batch_size}, expected"
+                f" {self.num_envs} (one row per env); nothing was stepped",
+                fix="return the state the tracked core produced for the whole batch",
+                expected=str(self.num_envs), got=str(state.batch_size),
+            )
+
+    def _check_act(self, result: ActResult) -> None:
+        for name in ("actions", "log_prob", "value", "state"):
+            if not hasattr(result, name):
+                raise TypeError(f"RolloutCollector: policy.act must return an ActResult, got"
+                                f" {type(result).__name__} without .{name}")
+        self._check_state(result.state, "policy.act")
+        if result.actions.dim() < 1 or result.actions.shape[0] != self.num_envs:
+            raise ValueError(f"RolloutCollector: expected policy.act actions shaped [E={self.num_envs},"
+                             f" ...], got {list(result.actions.shape)}")
+        self._checked_value(result.log_prob, "policy.act log_prob")
+        self._checked_value(result.value, "policy.act value")
+
+    def _checked_value(self, value: Any, what: str) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != (self.num_envs,):
+            got = list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"RolloutCollector: expected {what} shaped [{self.num_envs}] (one per env),"
+                             f" got {got}")
+        return value
