@@ -1,0 +1,125 @@
+"""Training metrics: one JSON object per line, TensorBoard when installed, a progress bar.
+
+The JSONL file is the record a run leaves behind (``tether plot`` reads it); each line holds the
+global step, wall-clock seconds since the start, and the metrics of one update.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLogger", "read_metrics"]
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLogger:
+    """Append metrics to ``<run_dir>/metrics.jsonl`` (and TensorBoard), and drive a progress bar.
+
+    Args:
+        run_dir: the run's folder.
+        total_steps: steps of the whole run, for the progress bar.
+        progress: show a tqdm progress bar (steps/s, episode return, losses).
+        tensorboard: also write TensorBoard events when the ``tensorboard`` package is installed.
+        start_step: the step the run resumes from (the bar starts there).
+        elapsed: wall-clock seconds already spent by the run before a resume.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        total_steps: int,
+        progress: bool = True,
+        tensorboard: bool = True,
+        start_step: int = 0,
+        elapsed: float = 0.0,
+    ) -> None:
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._start = time.perf_counter() - elapsed
+        self._writer: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (optional)
+
+                self._writer = SummaryWriter(str(Path(run_dir) / "tb"))
+            except ImportError:
+                self._writer = None
+        self._bar: Any = None
+        if progress:
+            from tqdm.auto import tqdm  # noqa: PLC0415 (only where a bar is shown)
+
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                             smoothing=0.1)
+        self._last_step = start_step
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (including time before a resume)."""
+        return time.perf_counter() - self._start
+
+    def log(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Write one record for ``step`` and update the progress bar.
+
+        Returns:
+            The record as written.
+        """
+        record = {"step": int(step), "time": round(self.elapsed, 3)}
+        record.update({k: _plain(v) for k, v in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._writer.add_scalar(key, value, step)
+        if self._bar is not None:
+            self._bar.update(max(0, step - self._last_step))
+            shown = {k: record[k] for k in ("ep_return", "policy_loss", "value_loss")
+                     if record.get(k) is not None}
+            self._bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+        self._last_step = step
+        return record
+
+    def close(self) -> None:
+        """Flush and close the file, the writer and the bar."""
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.jsonl`` file (or a run folder holding one) into a list of records.
+
+    Raises:
+        FileNotFoundError: when there is no metrics file.
+        ValueError: naming the line that is not valid JSON.
+    """
+    source = Path(path)
+    if source.is_dir():
+        source = source / "metrics.jsonl"
+    if not source.is_file():
+        raise FileNotFoundError(f"no metrics file at {source} (expected a run folder or a metrics.jsonl)")
+    records = []
+    with source.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{source}:{number}: not a JSON record ({err})") from err
+    return records

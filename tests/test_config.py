@@ -1,0 +1,59 @@
+"""Tests for tether.config.PPOConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tether.config import ConfigError, PPOConfig
+
+
+def test_defaults_are_the_cartpole_novel_setup() -> None:
+    """The defaults train the default task with 8 envs for 50 000 steps."""
+    config = PPOConfig()
+    assert (config.env_id, config.num_envs, config.total_steps) == ("tether/CartPole-NoVel-v0", 8, 50_000)
+    assert set(config.to_dict()) == set(PPOConfig.field_names())
+
+
+def test_unknown_key_suggests_the_close_one() -> None:
+    """An unknown setting is refused with the nearest known name."""
+    with pytest.raises(ConfigError, match="unknown setting 'learning_rat'; did you mean 'learning_rate'"):
+        PPOConfig.from_dict({"learning_rat": 1e-3})
+    with pytest.raises(ConfigError, match="unknown setting 'zzz'; known keys: env_id"):
+        PPOConfig.from_dict({"zzz": 1})
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"num_envs": 0}, "num_envs: expected a positive value, got 0"),
+        ({"gamma": 1.5}, r"gamma: expected a value in \[0, 1\], got 1.5"),
+        ({"core": "transformer"}, r"core: expected one of \['lstm', 'gru'\], got 'transformer'"),
+        ({"seq_len": 30}, "seq_len: expected 0 or a divisor of n_steps=128, got 30"),
+        ({"minibatch_envs": 9}, "expected at most num_envs=8 env-sequences per minibatch"),
+        ({"mode": "loud"}, "mode: expected one of"),
+    ],
+)
+def test_bad_values_say_what_was_expected(settings: dict, match: str) -> None:
+    """Invalid values raise ConfigError naming the setting and what it takes."""
+    with pytest.raises(ConfigError, match=match):
+        PPOConfig.from_dict(settings)
+
+
+def test_toml_file_with_overrides(tmp_path: Path) -> None:
+    """A TOML file (top level or [train]) sets values; explicit overrides win."""
+    path = tmp_path / "run.toml"
+    path.write_text('[train]\nn_steps = 64\nlearning_rate = 0.001\ncore = "gru"\n', encoding="utf-8")
+    config = PPOConfig.from_toml(path, learning_rate=0.002)
+    assert (config.n_steps, config.learning_rate, config.core) == (64, 0.002, "gru")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("n_step = 64\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.toml: unknown setting 'n_step'; did you mean 'n_steps'"):
+        PPOConfig.from_toml(bad)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("n_steps = = 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        PPOConfig.from_toml(broken)
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        PPOConfig.from_toml(tmp_path / "missing.toml")
