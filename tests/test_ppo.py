@@ -67,7 +67,7 @@ def test_resume_continues_exactly(tmp_path: Path, seq_len: int) -> None:
 
 def test_metrics_and_evaluation(tmp_path: Path) -> None:
     """Each update writes one JSONL record with the losses; evaluate runs exactly N episodes."""
-    trainer = RecurrentPPO(tiny(tmp_path, "m"))
+    trainer = RecurrentPPO(tiny(tmp_path, "m", anneal_lr=True))
     summary = trainer.train()
     records = _records(tmp_path / "m")
     assert len(records) == summary["updates"] == 4

@@ -64,7 +64,7 @@ class PPOConfig:
     # rollout and optimisation
     n_steps: int = _f(128, "steps per env per rollout", validator=_positive)
     learning_rate: float = _f(7e-4, "Adam learning rate", validator=_positive)
-    anneal_lr: bool = _f(True, "decay the learning rate linearly to 0 over the run")
+    anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over the run")
     gamma: float = _f(0.99, "discount factor", validator=_fraction)
     gae_lambda: float = _f(0.98, "GAE lambda", validator=_fraction)
     n_epochs: int = _f(10, "optimisation epochs per rollout", validator=_positive)
@@ -84,7 +84,8 @@ class PPOConfig:
     core: str = _f("lstm", "recurrent core: lstm or gru", validator=_one_of("lstm", "gru"))
     hidden_size: int = _f(64, "recurrent hidden size", validator=_positive)
     num_layers: int = _f(1, "recurrent layers", validator=_positive)
-    encoder_size: int = _f(64, "width of the Linear + LayerNorm encoder", validator=_positive)
+    encoder_size: int = _f(64, "width of the Linear + LayerNorm encoder (0: feed observations to the core)",
+                           validator=attrs.validators.ge(0))
     shared_core: bool = _f(False, "actor and critic share one recurrent core (else a separate critic)")
     recurrent: bool = _f(True, "use a recurrent core (false: a feed-forward baseline of the same size)")
     action_masks: bool = _f(False, "read bool action masks from info['action_mask'] (discrete actions only)")

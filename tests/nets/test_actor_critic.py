@@ -142,8 +142,9 @@ def test_separate_critic_state_stacks_actor_layers_first() -> None:
     out = policy.act(obs, state)
     with torch.no_grad():
         z = policy.encoder(obs).unsqueeze(0)
+        zv = policy.critic_encoder(obs).unsqueeze(0)  # type: ignore[misc]  # the critic's own encoder
         _, (h_pi, c_pi) = policy.actor_core.module(z)
-        y_vf, (h_vf, c_vf) = policy.critic_core.module(z)  # type: ignore[union-attr]
+        y_vf, (h_vf, c_vf) = policy.critic_core.module(zv)  # type: ignore[union-attr]
     torch.testing.assert_close(out.state.h, torch.cat([h_pi, h_vf]))
     torch.testing.assert_close(out.state.c, torch.cat([c_pi, c_vf]))
     torch.testing.assert_close(out.value, policy.value_head(y_vf[0]).squeeze(-1))

@@ -155,6 +155,9 @@ class FactoredRecurrentActorCritic(nn.Module):
         self.layout = ActionLayout(action_space)
         self.core_kind = core
         self.encoder = _encoder(self.obs_size, sizes, _activation(activation))
+        # A separate critic gets its own encoder too: the value loss's large gradients then never
+        # reach the features the actor reads (as with sb3-contrib's enable_critic_lstm).
+        self.critic_encoder = None if shared_core else _encoder(self.obs_size, sizes, _activation(activation))
         features = sizes[-1] if sizes else self.obs_size
         self.actor_core = _recurrent(core, features, hidden, layers, max_graph_steps)
         self.critic_core = None if shared_core else _recurrent(core, features, hidden, layers,
@@ -230,13 +233,14 @@ class FactoredRecurrentActorCritic(nn.Module):
         x = self._obs(obs, 1, "act")
         self._check_state(state, x.shape[0], "act")
         mask = self._masks(masks, (x.shape[0],), "act")
-        z = self._stage("_encode")(x).unsqueeze(0)  # [B, E] -> [1, B, E]: one step of the core
+        z, zv = self._stage("_encode")(x)
+        z, zv = z.unsqueeze(0), zv.unsqueeze(0)  # [B, E] -> [1, B, E]: one step of the core
         pi_state, vf_state = self._split(state)
         y, pi_state = self.actor_core(z, pi_state)
         if self.critic_core is None:
             yv, next_state = y, pi_state
         else:
-            yv, vf_state = self.critic_core(z, vf_state)
+            yv, vf_state = self.critic_core(zv, vf_state)
             next_state = self._merge(pi_state, vf_state)
         actions, log_prob, _, value = self._stage("_outputs")(y[0], yv[0], mask, None, deterministic)
         return ActResult(actions, log_prob, value, next_state)
@@ -257,11 +261,11 @@ class FactoredRecurrentActorCritic(nn.Module):
         """
         x = self._obs(obs, 1, "value")
         self._check_state(state, x.shape[0], "value")
-        z = self._stage("_encode")(x).unsqueeze(0)
+        z, zv = self._stage("_encode")(x)
         if self.critic_core is None:
-            y, _ = self.actor_core(z, state, bootstrap=bootstrap)
+            y, _ = self.actor_core(z.unsqueeze(0), state, bootstrap=bootstrap)
         else:
-            y, _ = self.critic_core(z, self._split(state)[1], bootstrap=bootstrap)
+            y, _ = self.critic_core(zv.unsqueeze(0), self._split(state)[1], bootstrap=bootstrap)
         return self.value_head(y[0]).squeeze(-1)
 
     def env_actions(self, actions: torch.Tensor) -> Any:
@@ -314,12 +318,13 @@ class FactoredRecurrentActorCritic(nn.Module):
         flat_actions = as_actions(actions, self.layout, T, B, x.device, where)
         mask = self._masks(masks, (T, B), where)
         # (T, B, F) -> (T * B, F): the tensor stages always see [N, ...], one compiled graph.
-        z = self._stage("_encode")(x.reshape(T * B, -1)).reshape(T, B, -1)
+        z, zv = self._stage("_encode")(x.reshape(T * B, -1))
+        z, zv = z.reshape(T, B, -1), zv.reshape(T, B, -1)
         pi_state, vf_state = self._split(initial_state)
         y, pi_final = unroll(self.actor_core, z, starts, pi_state)
         yv, final = y, pi_final
         if self.critic_core is not None:
-            yv, vf_final = unroll(self.critic_core, z, starts, vf_state)
+            yv, vf_final = unroll(self.critic_core, zv, starts, vf_state)
             if return_state:
                 final = self._merge(pi_final, vf_final)
         _, log_prob, entropy, value = self._stage("_outputs")(
@@ -343,9 +348,13 @@ class FactoredRecurrentActorCritic(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     # the tensor stages: pure functions of tensors, compiled by compile()
-    def _encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``[N, E]`` of flattened observations ``[N, obs_size]``."""
-        return self.encoder(obs)
+    def _encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actor and critic encoder features ``[N, E]`` each, of observations ``[N, obs_size]``.
+
+        The critic's are the actor's when there is no separate critic.
+        """
+        z = self.encoder(obs)
+        return z, (z if self.critic_encoder is None else self.critic_encoder(obs))
 
     def _outputs(
         self,
