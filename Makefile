@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-all lint typecheck bench clean
+.PHONY: venv demo examples test test-all lint typecheck bench clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: train RecurrentPPO on CartPole with velocities masked, evaluate, plot.
 demo: $(STAMP)
+	$(BIN)/tether train --run-dir runs/demo
+
+examples: $(STAMP)
 	$(BIN)/python examples/lifecycle_demo.py
 	$(BIN)/python examples/misuse_gallery.py
 

@@ -57,3 +57,14 @@ def test_toml_file_with_overrides(tmp_path: Path) -> None:
         PPOConfig.from_toml(broken)
     with pytest.raises(FileNotFoundError, match="no config file"):
         PPOConfig.from_toml(tmp_path / "missing.toml")
+
+
+def test_presets() -> None:
+    """Each preset builds a valid config for its task; overrides win; unknown names are refused."""
+    from tether.config import PRESETS  # noqa: PLC0415
+
+    for name in PRESETS:
+        assert PPOConfig.from_preset(name).env_id.startswith("tether/")
+    assert PPOConfig.from_preset("recall", seed=7).seed == 7
+    with pytest.raises(ConfigError, match=r"unknown preset 'atari'; expected one of \['cartpole'"):
+        PPOConfig.from_preset("atari")

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from tether.config import ConfigError, PPOConfig
+from tether.config import PRESETS, ConfigError, PPOConfig
 
 __all__ = ["main"]
 
@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train RecurrentPPO (default task: tether/CartPole-NoVel-v0)")
     train.add_argument("--config", type=Path, help="TOML file of settings (top level or a [train] table)")
+    train.add_argument("--preset", choices=sorted(PRESETS),
+                       help="tuned settings for one of tether's tasks (flags still win)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     _add_config_flags(train)
@@ -75,7 +77,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         trainer = RecurrentPPO.resume(args.resume, **overrides)
     elif args.config is not None:
+        if args.preset:
+            overrides = {**PRESETS[args.preset], **overrides}
         trainer = RecurrentPPO(PPOConfig.from_toml(args.config, **overrides))
+    elif args.preset is not None:
+        trainer = RecurrentPPO(PPOConfig.from_preset(args.preset, **overrides))
     else:
         trainer = RecurrentPPO(PPOConfig.from_dict(overrides, source="flags"))
     try:

@@ -18,7 +18,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "PPOConfig"]
+__all__ = ["PRESETS", "ConfigError", "PPOConfig"]
+
+#: Tuned settings for tether's own tasks (``tether train --preset NAME``); any flag still wins.
+PRESETS: dict[str, dict[str, Any]] = {
+    # sb3-contrib's RecurrentPPO CartPoleNoVel test setup: 8 envs, 50 000 steps.
+    "cartpole": {"env_id": "tether/CartPole-NoVel-v0", "total_steps": 50_000},
+    "pendulum": {"env_id": "tether/Pendulum-NoVel-v0", "total_steps": 100_000, "num_envs": 4,
+                 "n_steps": 256, "minibatch_envs": 1, "seq_len": 64, "gamma": 0.9, "gae_lambda": 0.95,
+                 "learning_rate": 1e-3},
+    "recall": {"env_id": "tether/Recall-v0", "total_steps": 50_000, "n_steps": 64, "minibatch_envs": 2,
+               "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3},
+}
 
 
 class ConfigError(ValueError):
@@ -130,6 +141,17 @@ class PPOConfig:
             return cls(**data)
         except TypeError as err:
             raise ConfigError(f"{source}: {err}") from err
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> PPOConfig:
+        """The tuned settings of one of tether's tasks (see :data:`PRESETS`), with overrides.
+
+        Raises:
+            ConfigError: for an unknown preset name (or a bad override).
+        """
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides}, source=f"preset {name!r}")
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PPOConfig:
