@@ -6,6 +6,8 @@ environment. Misuse (a missed reset, a graph kept across a training boundary, an
 again) raises in ``strict`` mode, warns in ``warn`` mode (the default) and is skipped in ``off``.
 """
 
+from typing import Any
+
 from tether.clock import EpisodeClock
 from tether.errors import (
     GraphLeakError,
@@ -22,9 +24,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EpisodeClock",
+    "FactoredRecurrentActorCritic",
     "GraphLeakError",
     "LifecycleError",
     "LifecycleWarning",
+    "PPOConfig",
+    "RecurrentPPO",
     "RecurrentState",
     "StaleStateError",
     "StateMismatchError",
@@ -36,3 +41,21 @@ __all__ = [
     "set_mode",
     "track",
 ]
+
+# The layers built on the core pull in gymnasium and the trainer; load them on first use so that
+# `import tether` stays light for users who only want the state container.
+_LAZY = {
+    "FactoredRecurrentActorCritic": "tether.nets",
+    "PPOConfig": "tether.config",
+    "RecurrentPPO": "tether.ppo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib  # noqa: PLC0415
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tether' has no attribute {name!r}")

@@ -143,7 +143,8 @@ class RecurrentPPO:
         c = self.config
         space = self.venv.single_action_space
         policy: nn.Module = FactoredRecurrentActorCritic(
-            self.venv.single_observation_space, space, hidden_sizes=(c.encoder_size,) if c.encoder_size else (), core=c.core,  # type: ignore[arg-type]
+            self.venv.single_observation_space, space,
+            hidden_sizes=(c.encoder_size,) if c.encoder_size else (), core=c.core,  # type: ignore[arg-type]
             core_hidden_size=c.hidden_size, num_layers=c.num_layers, shared_core=c.shared_core,
         )
         return policy if c.recurrent else MemorylessPolicy(policy)
