@@ -41,6 +41,7 @@ from tether import EpisodeClock, RecurrentState, track
 from tether.policy import ActResult, EvalResult
 from tether.rollout import RolloutCollector
 from tether.sequence import unroll
+from tether.testing import graph_size, rss_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The naive variant's graph is parked here until the process exits: freeing an autograd chain of
@@ -125,27 +126,13 @@ class Policy(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # measurements
 def rss_mb() -> float:
-    """Resident set size of this process in MiB (Linux /proc; psutil elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # pragma: no cover - not Linux
-        import psutil  # noqa: PLC0415 - only needed off Linux
-
-        return psutil.Process().memory_info().rss / 2**20
+    """Resident set size of this process in MiB."""
+    return rss_bytes() / 2**20
 
 
 def graph_nodes(tensors: tuple[torch.Tensor, ...]) -> int:
     """Autograd nodes reachable from the tensors' grad_fn (0 for detached tensors)."""
-    seen: set[int] = set()
-    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
-    return len(seen)
+    return graph_size(tensors)
 
 
 def grad_tensors() -> int:

@@ -19,6 +19,7 @@ def test_graph_size_counts_nodes() -> None:
     for _ in range(10):
         big = big * 2
     assert graph_size(big) > graph_size(small) > 0
+    assert graph_size([big, small]) == graph_size(big)  # the union: small's graph is inside big's
     assert graph_size(big.detach()) == 0
 
 

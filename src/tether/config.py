@@ -91,6 +91,8 @@ class PPOConfig:
                                  validator=_positive)
     normalize_advantage: bool = _f(True, "normalise advantages per minibatch")
     normalize_obs: bool = _f(False, "normalise observations with running mean / std")
+    reward_scale: float = _f(1.0, "multiply rewards by this for training (metrics stay unscaled)",
+                             validator=_positive)
     # network
     core: str = _f("lstm", "recurrent core: lstm or gru", validator=_one_of("lstm", "gru"))
     hidden_size: int = _f(64, "recurrent hidden size", validator=_positive)

@@ -198,6 +198,8 @@ class RecurrentPPO:
         started = time.perf_counter()
         self.policy.eval()
         buffer = self.collector.collect()
+        if c.reward_scale != 1.0:
+            buffer.rewards.mul_(c.reward_scale)  # the value head learns scaled returns throughout
         self.steps += c.n_steps * c.num_envs
         self.policy.train()
         buffer.compute_advantages(c.gamma, c.gae_lambda)

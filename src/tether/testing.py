@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -28,11 +28,11 @@ __all__ = ["assert_memory_flat", "assert_no_graph_leak", "graph_size", "rss_byte
 _MAX_DEPTH = 6
 
 
-def graph_size(tensor: torch.Tensor, limit: int = 1_000_000) -> int:
+def graph_size(tensor: torch.Tensor | Iterable[torch.Tensor], limit: int = 1_000_000) -> int:
     """Count the autograd nodes reachable from ``tensor.grad_fn`` (0 for a detached tensor).
 
     Args:
-        tensor: any tensor.
+        tensor: any tensor, or several (their graphs' union is counted, e.g. a state's ``h, c``).
         limit: stop counting past this many nodes.
 
     >>> x = torch.ones(2, requires_grad=True)
@@ -41,11 +41,9 @@ def graph_size(tensor: torch.Tensor, limit: int = 1_000_000) -> int:
     >>> graph_size(x.detach())
     0
     """
-    root = tensor.grad_fn
-    if root is None:
-        return 0
+    tensors = [tensor] if isinstance(tensor, torch.Tensor) else list(tensor)
     seen: set[int] = set()
-    stack = [root]
+    stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
     while stack and len(seen) < limit:
         node = stack.pop()
         if id(node) in seen:
