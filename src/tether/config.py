@@ -25,8 +25,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # sb3-contrib's RecurrentPPO CartPoleNoVel test setup: 8 envs, 50 000 steps.
     "cartpole": {"env_id": "tether/CartPole-NoVel-v0", "total_steps": 50_000},
     "pendulum": {"env_id": "tether/Pendulum-NoVel-v0", "total_steps": 100_000, "num_envs": 4,
-                 "n_steps": 256, "minibatch_envs": 1, "seq_len": 64, "gamma": 0.9, "gae_lambda": 0.95,
-                 "learning_rate": 1e-3},
+                 "n_steps": 1024, "seq_len": 128, "minibatch_envs": 1, "gamma": 0.9, "gae_lambda": 0.95,
+                 "learning_rate": 1e-3, "normalize_obs": True, "reward_scale": 0.1},
     "recall": {"env_id": "tether/Recall-v0", "total_steps": 50_000, "n_steps": 64, "minibatch_envs": 2,
                "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3},
 }
