@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmarks._step import make_steps
+from tether import mode
 
 torch.set_num_threads(1)
 STEPS = make_steps()
@@ -20,4 +21,6 @@ def test_lstm_step(benchmark, variant: str) -> None:  # type: ignore[no-untyped-
     """Median time of one step, per variant."""
     benchmark.group = "lstm-step-b8-in64-h128"
     benchmark.extra_info["torch"] = torch.__version__
-    benchmark.pedantic(STEPS[variant], rounds=2000, iterations=5, warmup_rounds=200)
+    check_mode, step = STEPS[variant]
+    with mode(check_mode):  # type: ignore[arg-type]
+        benchmark.pedantic(step, rounds=2000, iterations=5, warmup_rounds=200)

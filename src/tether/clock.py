@@ -15,6 +15,11 @@ import torch
 __all__ = ["EpisodeClock"]
 
 
+def any_row(flags: np.ndarray) -> bool:
+    """Whether any flag is set; ``count_nonzero`` stays cheap where a ufunc ``any()`` is not."""
+    return bool(np.count_nonzero(flags))
+
+
 def as_row_mask(mask: Any, num_rows: int, what: str) -> np.ndarray:
     """Turn a done / reset mask into a host bool array of shape ``(num_rows,)``.
 
@@ -24,6 +29,8 @@ def as_row_mask(mask: Any, num_rows: int, what: str) -> np.ndarray:
     Raises:
         ValueError: when the mask is not boolean or not shaped ``(num_rows,)``.
     """
+    if type(mask) is np.ndarray and mask.dtype == np.bool_ and mask.shape == (num_rows,):
+        return mask  # the common case (gymnasium's own arrays), checked with no conversion
     if isinstance(mask, torch.Tensor):
         if mask.dtype != torch.bool:
             raise ValueError(
@@ -133,7 +140,7 @@ class EpisodeClock:
         """
         flags = as_row_mask(done, self._num_envs, "EpisodeClock.advance(done)")
         self._tick += 1
-        if flags.any():
+        if any_row(flags):
             ended = np.flatnonzero(flags)
             retired = np.full(self._num_envs, -1, dtype=np.int64)
             retired[ended] = self._ids[ended]

@@ -128,7 +128,8 @@ class RecurrentPPO:
             )
         self.policy: Any = policy if policy is not None else self._build_policy()
         self.policy.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5,
+                                          foreach=True)
         self.collector = RolloutCollector(self.venv, self.policy, config.n_steps,  # type: ignore[arg-type]
                                           chunk_len=config.seq_len or None, device=self.device,
                                           action_mask="action_mask" if config.action_masks else None,

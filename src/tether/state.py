@@ -15,7 +15,7 @@ import attrs
 import numpy as np
 import torch
 
-from tether.clock import EpisodeClock, as_row_mask
+from tether.clock import EpisodeClock, any_row, as_row_mask
 from tether.errors import GraphLeakError, StateMismatchError
 from tether.modes import get_mode, report
 
@@ -246,7 +246,7 @@ class RecurrentState:
                                 verified=-1 if clock is None else clock.renewals,
                                 window=self.window if clock is None else clock.window)
         flags = as_row_mask(mask, self.batch_size, "RecurrentState.reset(mask)")
-        if not flags.any():
+        if not any_row(flags):
             return self
         keep = torch.from_numpy(~flags).to(self.device, non_blocking=True).view(1, -1, 1)
         tensors = tuple(torch.where(keep, t, torch.zeros((), dtype=t.dtype, device=t.device))
