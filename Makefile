@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 # The main job: train RecurrentPPO on CartPole with velocities masked, evaluate, plot.
 demo: $(STAMP)
-	$(BIN)/tether train --run-dir runs/demo
+	$(BIN)/tether train --preset cartpole --run-dir runs/demo
 
 examples: $(STAMP)
 	$(BIN)/python examples/lifecycle_demo.py
