@@ -101,16 +101,19 @@ class TrackedRNN(nn.Module):
         self._device, self._dtype = _param_meta(self.module)
         return out
 
-    def _can_fuse(self, x: torch.Tensor, state: RecurrentState) -> bool:
+    def _can_fuse(self, x: torch.Tensor, state: RecurrentState, fitted: bool) -> bool:
+        """Whether the ATen op may be called directly (``fitted``: the shapes were just checked)."""
         m = self.module
         return (
             self._fused is not None
             and not (m._forward_hooks or m._forward_pre_hooks or nn.modules.module._global_forward_hooks
                      or nn.modules.module._global_forward_pre_hooks)
             and not torch.compiler.is_compiling()
-            and x.dim() == 3
-            and state.tensors[0].shape
-            == (self.spec.num_layers, x.shape[0 if self.spec.batch_first else 1], self.spec.hidden_size)
+            and (fitted or (
+                x.dim() == 3
+                and state.tensors[0].shape
+                == (self.spec.num_layers, x.shape[0 if self.spec.batch_first else 1], self.spec.hidden_size)
+            ))
         )
 
     def initial_state(
@@ -162,7 +165,7 @@ class TrackedRNN(nn.Module):
         if spec.style == "sequence":
             steps = int(x.shape[1 if spec.batch_first else 0]) if x.dim() == 3 else 1
             hx: Any = state.tensors if spec.cell else state.tensors[0]
-            if self._can_fuse(x, state):
+            if self._can_fuse(x, state, checking):
                 m: Any = self.module
                 m._update_flat_weights()
                 fused: Any = self._fused
