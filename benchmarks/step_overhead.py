@@ -3,7 +3,9 @@
 The variants are interleaved round by round (so machine noise hits all of them alike) and the
 medians compared. Prints a markdown table with the torch version and the CPU.
 
-Run: ``python benchmarks/step_overhead.py [--rounds N]``.
+Run: ``python benchmarks/step_overhead.py [--rounds N]``. Instruction counts per step, which do not
+move with the machine's load: ``valgrind --tool=callgrind python benchmarks/step_overhead.py
+--only strict --steps 1100`` (and ``--steps 100`` for the start-up to subtract).
 """
 
 from __future__ import annotations
@@ -27,9 +29,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=300, help="interleaved rounds")
     parser.add_argument("--inner", type=int, default=20, help="steps timed together per round")
+    parser.add_argument("--only", choices=("raw", "strict", "warn", "off"),
+                        help="just run --steps steps of one variant, untimed (for valgrind --tool=callgrind)")
+    parser.add_argument("--steps", type=int, default=1100, help="steps for --only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = make_steps()
+    if args.only:
+        check_mode, fn = steps[args.only]
+        with mode(check_mode):  # type: ignore[arg-type]
+            for _ in range(args.steps):
+                fn()
+        return
     for check_mode, fn in steps.values():  # warm-up
         with mode(check_mode):  # type: ignore[arg-type]
             for _ in range(200):
