@@ -310,7 +310,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "memory_growth.md").write_text(text + "\n")
     (out / "memory_growth.json").write_text(json.dumps(
-        {"args": dataclasses.asdict(args), "summary": rows, "samples": results,
+        # The output folder is recorded without this machine's path.
+        {"args": {**dataclasses.asdict(args), "out": out.name}, "summary": rows, "samples": results,
          "environment": environment()}, indent=1))
     if plot(results, out / "memory_growth.png", args):
         print(f"\nplot: {out / 'memory_growth.png'}")
