@@ -189,13 +189,17 @@ class EpisodeClock:
                 f"EpisodeClock.load_state_dict: expected a clock of {self._num_envs} rows,"
                 f" got one of {state['num_envs']}"
             )
+        self._restore(state)
+        self._renewals += 1  # states from before the load are rechecked against the loaded ids
+
+    def _restore(self, state: dict[str, Any]) -> None:
         ids = np.asarray(state["episode_ids"], dtype=np.int64).copy()
         ids.setflags(write=False)
         self._ids = ids
         self._next_id = int(state["next_id"])
         self._tick = int(state["tick"])
         self._window = int(state["window"])
-        self._renewals = int(state.get("renewals", 0)) + 1  # states from before the load recheck
+        self._renewals = int(state.get("renewals", 0))
         self._retired = np.asarray(state.get("retired", np.full(self._num_envs, -1)), dtype=np.int64)
         self._retired_tick = int(state.get("retired_tick", -1))
 
@@ -204,8 +208,7 @@ class EpisodeClock:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._num_envs = int(state["num_envs"])
-        self.load_state_dict(state)
-        self._renewals -= 1
+        self._restore(state)
 
     def __repr__(self) -> str:
         return f"EpisodeClock(num_envs={self._num_envs}, tick={self._tick}, window={self._window})"

@@ -159,11 +159,12 @@ class TrackedRNN(nn.Module):
             GraphLeakError: the state carries a graph across ``end_window()`` or past the limit.
             StateMismatchError: shapes, device or dtype do not fit the module or the input.
         """
-        checking = get_mode() != "off"
-        ids_ok = checking and self._check(x, state, bootstrap)
         spec = self.spec
-        if spec.style == "sequence":
-            steps = int(x.shape[1 if spec.batch_first else 0]) if x.dim() == 3 else 1
+        sequence = spec.style == "sequence"
+        steps = int(x.shape[1 if spec.batch_first else 0]) if sequence and x.dim() == 3 else 1
+        checking = get_mode() != "off"
+        ids_ok = checking and self._check(x, state, bootstrap, steps)
+        if sequence:
             hx: Any = state.tensors if spec.cell else state.tensors[0]
             if self._can_fuse(x, state, checking):
                 m: Any = self.module
@@ -175,15 +176,13 @@ class TrackedRNN(nn.Module):
             else:
                 y, out = self.module(x, hx)
                 tensors = tuple(out) if spec.cell else (out,)
+        elif spec.cell:
+            h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
+            tensors = (h.unsqueeze(0), c.unsqueeze(0))
+            y = h
         else:
-            steps = 1
-            if spec.cell:
-                h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
-                tensors = (h.unsqueeze(0), c.unsqueeze(0))
-                y = h
-            else:
-                y = self.module(x, state.tensors[0][0])
-                tensors = (y.unsqueeze(0),)
+            y = self.module(x, state.tensors[0][0])
+            tensors = (y.unsqueeze(0),)
         clock = state.clock
         graph = tensors[0].requires_grad
         return y, RecurrentState(
@@ -200,7 +199,7 @@ class TrackedRNN(nn.Module):
         )
 
     # ----------------------------------------------------------------------------------------
-    def _check(self, x: torch.Tensor, state: RecurrentState, bootstrap: bool) -> bool:
+    def _check(self, x: torch.Tensor, state: RecurrentState, bootstrap: bool, steps: int) -> bool:
         """Run the lifecycle checks; return whether the state's ids were verified current."""
         if not isinstance(state, RecurrentState):
             raise TypeError(
@@ -215,7 +214,6 @@ class TrackedRNN(nn.Module):
                 kind="spent-state",
                 fix="keep stepping the state you passed to the bootstrap read, after `reset(done)`",
             ))
-        steps = 1 if self.spec.style == "cell" else int(x.shape[1 if self.spec.batch_first else 0])
         if state.graph_steps + steps > self.max_graph_steps and state.tensors[0].requires_grad:
             report(GraphLeakError(
                 f"the state has carried its autograd graph for {state.graph_steps} steps; one more"

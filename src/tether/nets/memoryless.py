@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +58,5 @@ class MemorylessPolicy(nn.Module):
                          initial_state: RecurrentState, masks: Any = None,
                          return_state: bool = False) -> EvalResult:
         """Evaluate with every step an episode start."""
-        starts = torch.ones(tuple(torch.as_tensor(episode_starts).shape), dtype=torch.bool)
-        return self.policy.evaluate_actions(
-            obs, actions, starts.numpy(), initial_state, masks, return_state)
+        starts = np.ones(np.shape(episode_starts), dtype=bool)
+        return self.policy.evaluate_actions(obs, actions, starts, initial_state, masks, return_state)
