@@ -16,14 +16,12 @@ from typing import Any
 
 import torch
 
+from tether.errors import CheckpointError
+
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "tether-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file is not a readable tether checkpoint (corrupt, truncated, foreign or too new)."""
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:

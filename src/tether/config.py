@@ -13,6 +13,8 @@ from typing import Any
 
 import attrs
 
+from tether.errors import ConfigError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -32,10 +34,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "recall": {"env_id": "tether/Recall-v0", "total_steps": 50_000, "n_steps": 64, "minibatch_envs": 2,
                "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3},
 }
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is not valid."""
 
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:

@@ -10,17 +10,54 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "ActionMaskError",
+    "CheckpointError",
+    "ConfigError",
     "GraphLeakError",
     "LifecycleError",
     "LifecycleWarning",
     "StaleStateError",
     "StateMismatchError",
+    "TetherError",
 ]
 
 _SHOWN_ROWS = 8
 
 
-class LifecycleError(Exception):
+class TetherError(Exception):
+    """The root of every error tether raises for a user's input or usage.
+
+    Each subclass also subclasses its matching builtin (``ValueError``, ``RuntimeError``), so code
+    written against the builtin keeps working. The CLI turns exactly these into one line and exit
+    status 2; anything else is a library bug and keeps its traceback.
+    """
+
+
+class ConfigError(TetherError, ValueError):
+    """A configuration key or value is not valid (unknown key, bad value, setting changed on resume)."""
+
+
+class CheckpointError(TetherError, ValueError):
+    """A file is not a readable tether checkpoint (corrupt, truncated, foreign, too new or mismatched)."""
+
+
+class ActionMaskError(TetherError, ValueError):
+    """An action mask leaves some rows with no allowed action.
+
+    Attributes:
+        head: the head's name.
+        component: for a MultiDiscrete head, which of its sub-actions (else ``None``).
+        rows: the rows at fault: ints for one step ``[B]``, ``(t, b)`` pairs for ``[T, B]``.
+    """
+
+    def __init__(self, message: str, *, head: str, component: int | None, rows: list[Any]) -> None:
+        super().__init__(message)
+        self.head = head
+        self.component = component
+        self.rows = rows
+
+
+class LifecycleError(TetherError):
     """Base class of every hidden-state lifecycle error tether raises.
 
     Attributes:
@@ -84,10 +121,20 @@ class LifecycleWarning(UserWarning):
     """The warning warn mode emits instead of raising; its text is the error's message."""
 
 
-def format_rows(rows: Iterable[int]) -> str:
-    """Render env rows as ``"[0, 3, 5]"``, the first eight then ``"and N more"``."""
-    rows = [int(r) for r in rows]
-    head = ", ".join(str(r) for r in rows[:_SHOWN_ROWS])
-    if len(rows) > _SHOWN_ROWS:
-        return f"[{head}, and {len(rows) - _SHOWN_ROWS} more]"
+def format_rows(rows: Iterable[Any]) -> str:
+    """Render rows (ints, or ``(t, b)`` pairs) as ``"[0, 3, 5]"``: the first eight, then ``"and N more"``.
+
+    >>> format_rows(range(10))
+    '[0, 1, 2, 3, 4, 5, 6, 7, and 2 more]'
+    """
+    items = [_plain(r) for r in rows]
+    head = ", ".join(str(r) for r in items[:_SHOWN_ROWS])
+    if len(items) > _SHOWN_ROWS:
+        return f"[{head}, and {len(items) - _SHOWN_ROWS} more]"
     return f"[{head}]"
+
+
+def _plain(item: Any) -> Any:
+    if isinstance(item, tuple | list):
+        return tuple(_plain(i) for i in item)
+    return int(item)

@@ -14,33 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from tether.errors import ActionMaskError, format_rows
 from tether.nets.factors import ActionFactor, ActionLayout
 
 __all__ = ["ActionMaskError", "check_allowed", "normalize_masks"]
 
 _SHOWN = 8
-
-
-class ActionMaskError(ValueError):
-    """An action mask leaves some rows with no allowed action.
-
-    Attributes:
-        head: the head's name.
-        component: for a MultiDiscrete head, which of its sub-actions (else ``None``).
-        rows: the rows at fault: ints for one step ``[B]``, ``(t, b)`` pairs for ``[T, B]``.
-    """
-
-    def __init__(self, message: str, *, head: str, component: int | None, rows: list[Any]) -> None:
-        super().__init__(message)
-        self.head = head
-        self.component = component
-        self.rows = rows
-
-
-def _format(items: Sequence[Any]) -> str:
-    head = ", ".join(str(i) for i in items[:_SHOWN])
-    more = f", and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return f"[{head}{more}]"
 
 
 def _as_bool(value: Any, shape: tuple[int, ...], device: torch.device, what: str) -> torch.Tensor:
@@ -159,6 +138,6 @@ def check_allowed(mask: torch.Tensor, layout: ActionLayout, where: str) -> None:
         label = "rows" if mask.dim() == 2 else "(t, b) positions"
         raise ActionMaskError(
             f"{where}: the action mask of head {factor.name!r}{part} allows no action in"
-            f" {label} {_format(rows)}; every row needs at least one True (allowed) action",
+            f" {label} {format_rows(rows)}; every row needs at least one True (allowed) action",
             head=factor.name, component=component, rows=rows,
         )
