@@ -72,7 +72,7 @@ def make_variants(
 
     def run(fn: Callable[..., tuple[torch.Tensor, RecurrentState]], **kw: object) -> Variant:
         def variant() -> object:
-            y, final = fn(core, x, starts, RecurrentState((h0, c0)), **kw)
+            y, final = fn(core, x, starts, RecurrentState.from_tensors((h0, c0)), **kw)
             return grads(y, *final.tensors)
 
         return variant

@@ -7,7 +7,7 @@ import tether
 PUBLIC = {
     "EpisodeClock", "FactoredRecurrentActorCritic", "GraphLeakError", "LifecycleError", "LifecycleWarning",
     "PPOConfig", "RecurrentPPO", "RecurrentState", "StaleStateError", "StateMismatchError", "StateSpec",
-    "TrackedRNN", "__version__", "get_mode", "mode", "set_mode", "track",
+    "TetherError", "TrackedRNN", "__version__", "get_mode", "mode", "set_mode", "track",
 }
 
 

@@ -15,10 +15,11 @@ from tether.errors import (
     LifecycleWarning,
     StaleStateError,
     StateMismatchError,
+    TetherError,
 )
 from tether.modes import get_mode, mode, set_mode
-from tether.modules import StateSpec, TrackedRNN, track
 from tether.state import RecurrentState
+from tether.track import StateSpec, TrackedRNN, track
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "StaleStateError",
     "StateMismatchError",
     "StateSpec",
+    "TetherError",
     "TrackedRNN",
     "__version__",
     "get_mode",

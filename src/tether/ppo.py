@@ -230,7 +230,7 @@ class RecurrentPPO:
             epochs += 1
             kls = []
             for mb in buffer.minibatches(num_minibatches, generator=self.generator):
-                out = self.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts.cpu().numpy(),
+                out = self.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts,
                                                    mb.initial_state, mb.action_masks)
                 losses = self._losses(mb, out)
                 self.optimizer.zero_grad(set_to_none=True)

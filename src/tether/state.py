@@ -50,13 +50,18 @@ def _validate_tensors(tensors: tuple[torch.Tensor, ...]) -> None:
             )
 
 
-@attrs.define(slots=True, eq=False, repr=False)
+@attrs.frozen(slots=True, eq=False, repr=False, kw_only=True)
 class RecurrentState:
     """The hidden state of a recurrent core, with the bookkeeping that makes misuse detectable.
 
-    Build one with :meth:`zeros` or from a tracked module's ``initial_state``; then only use the
-    state a tracked module returns, :meth:`reset` rows whose episode ended, :meth:`detach` at a
-    training boundary, and :meth:`snapshot` to store it.
+    Build one with :meth:`zeros`, :meth:`from_tensors` or a tracked module's ``initial_state``;
+    then only use the state a tracked module returns, :meth:`reset` rows whose episode ended,
+    :meth:`detach` at a training boundary, and :meth:`snapshot` to store it.
+
+    A state is frozen: every transition is a method here that returns a new state, and the rules
+    of the bookkeeping live in these methods alone (:meth:`advanced` for a step or an unroll,
+    :meth:`split_layers` / :meth:`stack_layers` for an actor and a critic core, :meth:`cat` for
+    rows, :meth:`stack_snapshots` for a replay minibatch).
 
     Attributes:
         tensors: ``(h,)`` or ``(h, c)``, each ``[L, B, H]``.
@@ -90,11 +95,12 @@ class RecurrentState:
         batch_size: int,
         hidden_size: int,
         *,
-        cell: bool = True,
+        has_c: bool = True,
         clock: EpisodeClock | None = None,
         env_rows: Sequence[int] | np.ndarray | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        cell: bool | None = None,
     ) -> RecurrentState:
         """A zero state ``[num_layers, batch_size, hidden_size]``, stamped with the clock's now.
 
@@ -102,10 +108,11 @@ class RecurrentState:
             num_layers: layers ``L`` (times 2 for a bidirectional module).
             batch_size: rows ``B``; equals ``clock.num_envs`` unless ``env_rows`` is given.
             hidden_size: ``H``.
-            cell: ``True`` for an LSTM ``(h, c)`` pair, ``False`` for a GRU / RNN ``h``.
+            has_c: ``True`` for an LSTM ``(h, c)`` pair, ``False`` for a GRU / RNN ``h``.
             clock: the clock to check against; ``None`` makes an unchecked state.
             env_rows: which clock rows the state covers, when it is not all of them.
             device / dtype: of the tensors (torch defaults when ``None``).
+            cell: the former name of ``has_c``, still accepted.
 
         Raises:
             StateMismatchError: when ``batch_size`` does not match the clock / ``env_rows``.
@@ -114,9 +121,11 @@ class RecurrentState:
         >>> s.h.shape, s.tick, s.episode_ids.tolist()
         (torch.Size([1, 4, 8]), 0, [0, 1, 2, 3])
         """
+        if cell is not None:
+            has_c = cell
         tensors = tuple(
             torch.zeros(num_layers, batch_size, hidden_size, device=device, dtype=dtype)
-            for _ in range(2 if cell else 1)
+            for _ in range(2 if has_c else 1)
         )
         return cls.from_tensors(tensors, clock=clock, env_rows=env_rows)
 
@@ -137,7 +146,7 @@ class RecurrentState:
         _validate_tensors(tensors)
         batch = tensors[0].shape[1]
         if clock is None:
-            return cls(tensors)
+            return cls(tensors=tensors)
         rows = None if env_rows is None else np.asarray(env_rows, dtype=np.int64)
         expected = clock.num_envs if rows is None else rows.size
         if batch != expected or (rows is not None and (rows.min() < 0 or rows.max() >= clock.num_envs)):
@@ -148,10 +157,9 @@ class RecurrentState:
                 expected=str(expected), got=str(batch),
             )
         ids = clock.episode_ids if rows is None else _readonly(clock.episode_ids[rows])
-        return cls(
-            tensors, clock, ids, None if rows is None else _readonly(rows),
-            clock.tick, clock.window, 0, False, False, clock.renewals,
-        )
+        return cls(tensors=tensors, clock=clock, episode_ids=ids,
+                   env_rows=None if rows is None else _readonly(rows), tick=clock.tick,
+                   window=clock.window, verified=clock.renewals)
 
     # ----------------------------------------------------------------------------------------
     # views
@@ -212,11 +220,142 @@ class RecurrentState:
             return self.env_rows
         return np.arange(self.batch_size, dtype=np.int64)
 
-    def _evolve(self, tensors: tuple[torch.Tensor, ...], **changes: Any) -> RecurrentState:
-        new = attrs.evolve(self, tensors=tensors)
-        for name, value in changes.items():
-            setattr(new, name, value)
-        return new
+    # ----------------------------------------------------------------------------------------
+    # steps: the rules of tick, window, graph age and verification, in one place
+    def advanced(
+        self,
+        tensors: tuple[torch.Tensor, ...],
+        steps: int,
+        *,
+        ids_verified: bool = False,
+        bootstrap: bool = False,
+    ) -> RecurrentState:
+        """The state after ``steps`` steps of a core from this one (a tracked step or an unroll).
+
+        For tracked modules and sequence engines; a user's loop never calls it. The rules:
+
+        - ``tick`` moves ``steps`` ahead; episode ids, rows and the snapshot flag are kept.
+        - ``graph_steps`` grows by ``steps`` while the new tensors carry a graph, else is 0.
+        - ``window`` is the window the graph started in: kept while a graph carries on from this
+          state, else the clock's current window (a new graph, or none, belongs to now).
+        - ``verified`` becomes the clock's renewal count when the step just checked the ids
+          (``ids_verified``), else is kept: a step never changes the ids it verified.
+        - ``spent`` marks the result of a bootstrap read, which may not be stepped again.
+
+        Args:
+            tensors: the core's new ``(h,)`` / ``(h, c)``, ``[L, B, H]`` each.
+            steps: how many steps the core took.
+            ids_verified: whether the step compared this state's ids with the clock's and found
+                them current.
+            bootstrap: whether the step was the truncation bootstrap read.
+        """
+        clock = self.clock
+        graph = tensors[0].requires_grad
+        return attrs.evolve(
+            self,
+            tensors=tensors,
+            tick=None if self.tick is None else self.tick + steps,
+            window=self._graph_window(carries_on=graph and self.graph_steps > 0),
+            graph_steps=self.graph_steps + steps if graph else 0,
+            spent=bootstrap,
+            verified=clock.renewals if ids_verified and clock is not None else self.verified,
+        )
+
+    def _graph_window(self, *, carries_on: bool) -> int:
+        """The window of a state's graph: kept while it carries on, else the clock's now."""
+        if carries_on or self.clock is None:
+            return self.window
+        return self.clock.window
+
+    def split_layers(self, cut: int) -> tuple[RecurrentState, RecurrentState]:
+        """The layers ``[:cut]`` and ``[cut:]`` as two states with this one's bookkeeping.
+
+        A policy with a separate critic core keeps ONE state, the actor's layers first; each core
+        steps (and is checked on) its own half, and :meth:`stack_layers` joins the halves again.
+
+        Raises:
+            ValueError: when ``cut`` does not leave layers on both sides.
+        """
+        if not 0 < cut < self.num_layers:
+            raise ValueError(f"RecurrentState.split_layers: expected 0 < cut < {self.num_layers}, got {cut}")
+        return (attrs.evolve(self, tensors=tuple(t[:cut] for t in self.tensors)),
+                attrs.evolve(self, tensors=tuple(t[cut:] for t in self.tensors)))
+
+    @classmethod
+    def stack_layers(cls, states: Sequence[RecurrentState]) -> RecurrentState:
+        """Stack states of the same rows along the layer axis (the inverse of :meth:`split_layers`).
+
+        The result's graph is as old as the oldest part's, its window the earliest part's, and its
+        ids verified only as recently as the least recently verified part.
+
+        Raises:
+            StateMismatchError: when the states do not share clock, rows, tick and kind.
+        """
+        first = cls._compatible(states, "stack_layers")
+        for s in states[1:]:
+            if not np.array_equal(s.rows(), first.rows()) or s.batch_size != first.batch_size:
+                raise StateMismatchError(
+                    "RecurrentState.stack_layers: expected states of the same rows, got batch"
+                    f" {first.batch_size} and {s.batch_size}",
+                    expected=str(first.batch_size), got=str(s.batch_size),
+                )
+        tensors = tuple(torch.cat([s.tensors[i] for s in states], dim=0) for i in range(len(first.tensors)))
+        return attrs.evolve(first, tensors=tensors, **cls._combined(states))
+
+    @staticmethod
+    def _combined(states: Sequence[RecurrentState]) -> dict[str, Any]:
+        # The joined state is as old and as unverified as its worst part.
+        return {"graph_steps": max(s.graph_steps for s in states),
+                "window": min(s.window for s in states),
+                "verified": min(s.verified for s in states),
+                "spent": any(s.spent for s in states)}
+
+    @staticmethod
+    def _compatible(states: Sequence[RecurrentState], what: str) -> RecurrentState:
+        if not states:
+            raise ValueError(f"RecurrentState.{what}: expected at least one state, got none")
+        first = states[0]
+        for s in states[1:]:
+            if (s.clock is not first.clock or s.tick != first.tick or s.is_lstm != first.is_lstm
+                    or s.is_snapshot != first.is_snapshot):
+                raise StateMismatchError(
+                    f"RecurrentState.{what}: expected states of one clock, tick and kind; got ticks"
+                    f" {first.tick} and {s.tick}, lstm={first.is_lstm} and lstm={s.is_lstm}",
+                    expected=f"tick {first.tick}", got=f"tick {s.tick}",
+                )
+        return first
+
+    @classmethod
+    def stack_snapshots(
+        cls, snapshots: Sequence[RecurrentState], chunks: torch.Tensor, rows: torch.Tensor
+    ) -> RecurrentState:
+        """The start state of a replay minibatch: row ``rows[j]`` of snapshot ``chunks[j]``.
+
+        Args:
+            snapshots: one stored snapshot per chunk of a rollout, ``[L, E, H]`` each.
+            chunks / rows: int64 ``[B_mb]``: which chunk and which env row each sequence starts at.
+
+        Returns:
+            An unchecked snapshot ``[L, B_mb, H]`` (replay is exempt from the tick check).
+
+        Raises:
+            StateMismatchError: when the snapshots differ in kind or shape.
+        """
+        if not snapshots:
+            raise ValueError("RecurrentState.stack_snapshots: expected at least one snapshot, got none")
+        first = snapshots[0]
+        for snap in snapshots[1:]:
+            if snap.is_lstm != first.is_lstm or snap.tensors[0].shape != first.tensors[0].shape:
+                raise StateMismatchError(
+                    "RecurrentState.stack_snapshots: expected snapshots of one kind and shape, got"
+                    f" {list(first.tensors[0].shape)} and {list(snap.tensors[0].shape)}",
+                    expected=str(list(first.tensors[0].shape)), got=str(list(snap.tensors[0].shape)),
+                )
+        tensors = []
+        for i in range(len(first.tensors)):
+            stacked = torch.stack([s.tensors[i] for s in snapshots]).to(rows.device)  # [K, L, E, H]
+            tensors.append(stacked[chunks, :, rows].transpose(0, 1).contiguous())  # [L, B_mb, H]
+        return cls(tensors=tuple(tensors), is_snapshot=True)
 
     # ----------------------------------------------------------------------------------------
     # lifecycle
@@ -242,9 +381,9 @@ class RecurrentState:
             if clock is not None:
                 ids = clock.episode_ids if self.env_rows is None else _readonly(
                     clock.episode_ids[self.env_rows])
-            return self._evolve(tensors, episode_ids=ids, graph_steps=0,
+            return attrs.evolve(self, tensors=tensors, episode_ids=ids, graph_steps=0,
                                 verified=-1 if clock is None else clock.renewals,
-                                window=self.window if clock is None else clock.window)
+                                window=self._graph_window(carries_on=False))
         flags = as_row_mask(mask, self.batch_size, "RecurrentState.reset(mask)")
         if not any_row(flags):
             return self
@@ -262,7 +401,7 @@ class RecurrentState:
         if flags.all():
             changes["graph_steps"] = 0
             tensors = tuple(t.detach() for t in tensors)
-        return self._evolve(tensors, **changes)
+        return attrs.evolve(self, tensors=tensors, **changes)
 
     def detach(self) -> RecurrentState:
         """Cut the autograd graph; the state may now cross a training-window boundary.
@@ -270,8 +409,8 @@ class RecurrentState:
         Returns:
             A new state with detached tensors, zero graph steps and the clock's current window.
         """
-        window = self.window if self.clock is None else self.clock.window
-        return self._evolve(tuple(t.detach() for t in self.tensors), graph_steps=0, window=window)
+        return attrs.evolve(self, tensors=tuple(t.detach() for t in self.tensors), graph_steps=0,
+                            window=self._graph_window(carries_on=False))
 
     def snapshot(self) -> RecurrentState:
         """A detached copy for storage (rollout buffers, replay), exempt from the tick check.
@@ -279,7 +418,7 @@ class RecurrentState:
         Replay through a tracked module or :mod:`tether.sequence` may start from a snapshot at any
         later time; the copy owns its memory, so later in-place edits elsewhere cannot reach it.
         """
-        return self._evolve(tuple(t.detach().clone() for t in self.tensors), graph_steps=0,
+        return attrs.evolve(self, tensors=tuple(t.detach().clone() for t in self.tensors), graph_steps=0,
                             is_snapshot=True)
 
     def for_buffer(self) -> RecurrentState:
@@ -319,7 +458,7 @@ class RecurrentState:
             changes["env_rows"] = _readonly(self.rows()[positions])
             assert self.episode_ids is not None
             changes["episode_ids"] = _readonly(self.episode_ids[positions])
-        return self._evolve(tensors, **changes)
+        return attrs.evolve(self, tensors=tensors, **changes)
 
     @classmethod
     def cat(cls, states: Sequence[RecurrentState]) -> RecurrentState:
@@ -328,33 +467,19 @@ class RecurrentState:
         Raises:
             StateMismatchError: when the states do not fit together.
         """
-        if not states:
-            raise ValueError("RecurrentState.cat: expected at least one state, got none")
-        first = states[0]
-        for s in states[1:]:
-            if (s.clock is not first.clock or s.tick != first.tick or s.is_lstm != first.is_lstm
-                    or s.is_snapshot != first.is_snapshot):
-                raise StateMismatchError(
-                    "RecurrentState.cat: expected states of one clock, tick and kind; got ticks"
-                    f" {first.tick} and {s.tick}, lstm={first.is_lstm} and lstm={s.is_lstm}",
-                    expected=f"tick {first.tick}", got=f"tick {s.tick}",
-                )
+        first = cls._compatible(states, "cat")
         tensors = tuple(torch.cat([s.tensors[i] for s in states], dim=1)
                         for i in range(len(first.tensors)))
         _validate_tensors(tensors)
-        changes: dict[str, Any] = {
-            "graph_steps": max(s.graph_steps for s in states),
-            "window": min(s.window for s in states),
-            "verified": min(s.verified for s in states),
-        }
+        changes = cls._combined(states)
         if first.clock is not None:
-            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))  # type: ignore[misc]
+            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))
             changes["env_rows"] = _readonly(np.concatenate([s.rows() for s in states]))
-        return first._evolve(tensors, **changes)
+        return attrs.evolve(first, tensors=tensors, **changes)
 
     def to(self, *args: Any, **kwargs: Any) -> RecurrentState:
         """Move / cast the tensors like :meth:`torch.Tensor.to`; the bookkeeping is kept."""
-        return self._evolve(tuple(t.to(*args, **kwargs) for t in self.tensors))
+        return attrs.evolve(self, tensors=tuple(t.to(*args, **kwargs) for t in self.tensors))
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and bookkeeping as plain values (the clock itself is not included)."""
@@ -385,10 +510,10 @@ class RecurrentState:
         ids = data["episode_ids"]
         rows = data["env_rows"]
         return cls(
-            tensors, clock if ids is not None else None,
-            None if ids is None else _readonly(np.asarray(ids, dtype=np.int64).copy()),
-            None if rows is None else _readonly(np.asarray(rows, dtype=np.int64).copy()),
-            data["tick"], int(data["window"]), 0, bool(data["is_snapshot"]), False, -1,
+            tensors=tensors, clock=clock if ids is not None else None,
+            episode_ids=None if ids is None else _readonly(np.asarray(ids, dtype=np.int64).copy()),
+            env_rows=None if rows is None else _readonly(np.asarray(rows, dtype=np.int64).copy()),
+            tick=data["tick"], window=int(data["window"]), is_snapshot=bool(data["is_snapshot"]),
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -402,7 +527,7 @@ class RecurrentState:
         restored = RecurrentState.from_state_dict(data, clock=data["clock"])
         for field in attrs.fields(RecurrentState):
             object.__setattr__(self, field.name, getattr(restored, field.name))
-        self.spent = bool(data["spent"])
+        object.__setattr__(self, "spent", bool(data["spent"]))
 
     def __repr__(self) -> str:
         kind = "lstm" if self.is_lstm else "gru"

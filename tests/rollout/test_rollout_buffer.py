@@ -90,7 +90,7 @@ def test_gae_rejects_bad_inputs() -> None:
     b = torch.zeros(3, 2, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"expected values shaped \[3, 2\], got \[3, 1\]"):
         compute_gae(z, torch.zeros(3, 1), b, b, z, torch.zeros(2))
-    with pytest.raises(ValueError, match=r"gamma and lam in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"gamma and gae_lambda in \[0, 1\]"):
         compute_gae(z, z, b, b, z, torch.zeros(2), gamma=1.5)
 
 
@@ -139,7 +139,7 @@ def test_whole_rollout_sequences_and_reproducible_shuffle() -> None:
     assert sorted(row for group in order for row in group) == [0, 1]
     mb = next(buf.minibatches(1))
     assert mb.obs.shape == (6, 2, 2)
-    assert bool(mb.loss_mask.eq(buf.valid[:, mb.env_rows]).all())
+    assert bool(mb.loss_mask.eq(torch.from_numpy(buf.valid[:, mb.env_rows.numpy()])).all())
     assert mb.action_masks is None
     seen = {tuple(mb.env_rows.tolist()) for seed in range(8)
             for mb in buf.minibatches(1, generator=torch.Generator().manual_seed(seed))}
@@ -165,13 +165,14 @@ def test_storing_a_state_with_a_graph() -> None:
     clock = EpisodeClock(2)
     live = RecurrentState.from_tensors((torch.ones(1, 2, 3, requires_grad=True) * 2,), clock=clock)
     buf = RecurrentRolloutBuffer(2, 2)
-    args = (torch.zeros(2, 2), torch.zeros(2, dtype=torch.int64), torch.zeros(2), torch.zeros(2),
-            np.zeros(2), [F, F], [F, F], [T, T])
+    args = {"obs": torch.zeros(2, 2), "actions": torch.zeros(2, dtype=torch.int64), "log_probs": torch.zeros(2),
+            "values": torch.zeros(2), "rewards": np.zeros(2), "terminated": [F, F], "truncated": [F, F],
+            "episode_starts": [T, T]}
     with pytest.raises(GraphLeakError, match="stored in a buffer"):
-        buf.add(*args, state=live)
+        buf.add(**args, state=live)
     assert buf.pos == 0
     with mode("warn"), pytest.warns(LifecycleWarning, match="stored in a buffer"):
-        buf.add(*args, state=live)
+        buf.add(**args, state=live)
     assert buf.pos == 1
     stored = buf.initial_states[0]
     assert stored is not None

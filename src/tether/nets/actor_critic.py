@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import attrs
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -22,14 +21,14 @@ from torch import nn
 
 from tether.clock import EpisodeClock
 from tether.errors import StateMismatchError
-from tether.modules import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
 from tether.nets.factors import ActionLayout, observation_size
 from tether.nets.heads import FactoredHeads, orthogonal_init, value_head
 from tether.nets.inputs import as_actions, as_episode_starts, as_obs
 from tether.nets.masks import check_allowed, normalize_masks
 from tether.policy import ActResult, EvalResult
-from tether.sequence import unroll
+from tether.sequence import plan_unroll, unroll
 from tether.state import RecurrentState
+from tether.track import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
 
 __all__ = ["FactoredRecurrentActorCritic"]
 
@@ -205,7 +204,7 @@ class FactoredRecurrentActorCritic(nn.Module):
         """
         weight = self.value_head.weight
         return RecurrentState.zeros(
-            self.state_layers, batch_size, self.hidden_size, cell=self.core_kind == "lstm",
+            self.state_layers, batch_size, self.hidden_size, has_c=self.core_kind == "lstm",
             clock=clock, env_rows=env_rows, device=weight.device, dtype=weight.dtype,
         )
 
@@ -241,7 +240,7 @@ class FactoredRecurrentActorCritic(nn.Module):
             yv, next_state = y, pi_state
         else:
             yv, vf_state = self.critic_core(zv, vf_state)
-            next_state = self._merge(pi_state, vf_state)
+            next_state = RecurrentState.stack_layers((pi_state, vf_state))
         actions, log_prob, _, value = self._stage("_outputs")(y[0], yv[0], mask, None, deterministic)
         return ActResult(actions, log_prob, value, next_state)
 
@@ -266,7 +265,8 @@ class FactoredRecurrentActorCritic(nn.Module):
             y, _ = self.actor_core(z.unsqueeze(0), state, bootstrap=bootstrap)
         else:
             y, _ = self.critic_core(zv.unsqueeze(0), self._split(state)[1], bootstrap=bootstrap)
-        return self.value_head(y[0]).squeeze(-1)
+        value: torch.Tensor = self.value_head(y[0]).squeeze(-1)
+        return value
 
     def env_actions(self, actions: torch.Tensor) -> Any:
         """Turn ``act``'s actions ``[B, *action_shape]`` into what the vector env's ``step`` takes.
@@ -321,12 +321,13 @@ class FactoredRecurrentActorCritic(nn.Module):
         z, zv = self._stage("_encode")(x.reshape(T * B, -1))
         z, zv = z.reshape(T, B, -1), zv.reshape(T, B, -1)
         pi_state, vf_state = self._split(initial_state)
-        y, pi_final = unroll(self.actor_core, z, starts, pi_state)
+        plan = plan_unroll(self.actor_core, starts)  # one plan for both cores
+        y, pi_final = unroll(self.actor_core, z, plan, pi_state)
         yv, final = y, pi_final
         if self.critic_core is not None:
-            yv, vf_final = unroll(self.critic_core, zv, starts, vf_state)
+            yv, vf_final = unroll(self.critic_core, zv, plan, vf_state)
             if return_state:
-                final = self._merge(pi_final, vf_final)
+                final = RecurrentState.stack_layers((pi_final, vf_final))
         _, log_prob, entropy, value = self._stage("_outputs")(
             y.reshape(T * B, -1), yv.reshape(T * B, -1),
             None if mask is None else mask.reshape(T * B, -1), flat_actions)
@@ -375,7 +376,8 @@ class FactoredRecurrentActorCritic(nn.Module):
     def _stage(self, name: str) -> Callable[..., Any]:
         """The stage ``name``, compiled when :meth:`compile` was called."""
         if self._compile_options is None:
-            return getattr(self, name)
+            eager: Callable[..., Any] = getattr(self, name)
+            return eager
         stage = self._compiled.get(name)
         if stage is None:
             args, kwargs = self._compile_options
@@ -384,7 +386,7 @@ class FactoredRecurrentActorCritic(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         # Compiled functions do not pickle; the options do, and the stages recompile on first use.
-        state = super().__getstate__()
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
         state["_compiled"] = {}
         return state
 
@@ -394,20 +396,8 @@ class FactoredRecurrentActorCritic(nn.Module):
         """The actor's and the critic's views of the policy state (the same one when shared)."""
         if self.critic_core is None:
             return state, state
-        cut = self.actor_core.spec.num_layers
-        # Layer slices with the bookkeeping kept: each tracked core checks its own half.
-        actor = attrs.evolve(state, tensors=tuple(t[:cut] for t in state.tensors))
-        critic = attrs.evolve(state, tensors=tuple(t[cut:] for t in state.tensors))
-        return actor, critic
-
-    @staticmethod
-    def _merge(actor: RecurrentState, critic: RecurrentState) -> RecurrentState:
-        """One policy state from the cores' next states (actor layers first)."""
-        tensors = tuple(torch.cat(pair, dim=0) for pair in zip(actor.tensors, critic.tensors, strict=True))
-        return attrs.evolve(
-            actor, tensors=tensors, graph_steps=max(actor.graph_steps, critic.graph_steps),
-            window=min(actor.window, critic.window), verified=min(actor.verified, critic.verified),
-        )
+        # Each tracked core checks its own half; stack_layers joins the next states again.
+        return state.split_layers(self.actor_core.spec.num_layers)
 
     def _check_state(self, state: Any, batch: int, where: str) -> None:
         if not isinstance(state, RecurrentState):

@@ -39,16 +39,19 @@ class MemorylessPolicy(nn.Module):
 
     def initial_state(self, batch_size: int, clock: EpisodeClock | None = None) -> RecurrentState:
         """The wrapped policy's initial state."""
-        return self.policy.initial_state(batch_size, clock)
+        state: RecurrentState = self.policy.initial_state(batch_size, clock)
+        return state
 
     def act(self, obs: torch.Tensor, state: RecurrentState, masks: Any = None,
             deterministic: bool = False) -> ActResult:
         """One step from a zeroed state."""
-        return self.policy.act(obs, state.reset(), masks, deterministic)
+        result: ActResult = self.policy.act(obs, state.reset(), masks, deterministic)
+        return result
 
     def value(self, obs: torch.Tensor, state: RecurrentState, *, bootstrap: bool = False) -> torch.Tensor:
         """``V(obs)`` from a zeroed state."""
-        return self.policy.value(obs, state.reset(), bootstrap=bootstrap)
+        value: torch.Tensor = self.policy.value(obs, state.reset(), bootstrap=bootstrap)
+        return value
 
     def env_actions(self, actions: torch.Tensor) -> Any:
         """The wrapped policy's env actions."""
@@ -59,4 +62,6 @@ class MemorylessPolicy(nn.Module):
                          return_state: bool = False) -> EvalResult:
         """Evaluate with every step an episode start."""
         starts = np.ones(np.shape(episode_starts), dtype=bool)
-        return self.policy.evaluate_actions(obs, actions, starts, initial_state, masks, return_state)
+        result: EvalResult = self.policy.evaluate_actions(obs, actions, starts, initial_state, masks,
+                                                          return_state)
+        return result

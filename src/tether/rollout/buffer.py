@@ -6,6 +6,14 @@ observation, action, log-prob, value, reward, terminated / truncated flags, ``ep
 autoreset steps are invalid), the truncation bootstrap ``V(final_obs)`` and optional action masks;
 and the state the rollout started from, plus one at each chunk start. States are stored through
 :meth:`~tether.RecurrentState.for_buffer`: detached snapshots, never a live graph.
+
+Where things live: the tensors the loss reads (observations, actions, log-probs, values, rewards)
+on the policy's device; the episode flags that steer the replay (``terminated``, ``truncated``,
+``episode_starts``, ``valid``) in host memory, as numpy, so a minibatch's ``episode_starts`` reach
+:func:`~tether.sequence.unroll`'s planner without a device round trip (on CUDA: no sync).
+
+Names: one step's policy outputs are singular (``ActResult.log_prob``, ``.value``); what the buffer
+stores over a rollout is plural (``log_probs``, ``values``, ``rewards``, ...), ``[T, E]`` each.
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ import numpy as np
 import torch
 
 from tether.errors import StateMismatchError
-from tether.rollout._obs import Tree, batch_rows, tree_leaves, tree_map
+from tether.rollout._obs import Tree, tree_map
+from tether.rollout._storage import RolloutStorage, StepCheck, Stored, allocate, check_layout
 from tether.rollout.gae import compute_gae
 from tether.state import RecurrentState
 
-__all__ = ["RecurrentRolloutBuffer", "SequenceMinibatch"]
+__all__ = ["RecurrentRolloutBuffer", "RolloutStorage", "SequenceMinibatch"]
 
 
 class SequenceMinibatch(NamedTuple):
@@ -49,16 +58,12 @@ class SequenceMinibatch(NamedTuple):
     values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
-    episode_starts: torch.Tensor
+    episode_starts: np.ndarray
     loss_mask: torch.Tensor
     action_masks: torch.Tensor | None
     initial_state: RecurrentState
     env_rows: torch.Tensor
     chunk_starts: torch.Tensor
-
-
-_FLAGS = ("terminated", "truncated", "episode_starts", "valid")
-_FLOATS = ("log_probs", "values", "rewards", "bootstrap_values")
 
 
 class RecurrentRolloutBuffer:
@@ -71,14 +76,16 @@ class RecurrentRolloutBuffer:
     Args:
         num_steps: ``T``, steps per rollout.
         num_envs: ``E``, env rows.
-        chunk_len: length ``L`` of the replay sequences; ``None`` replays the whole rollout per env.
+        seq_len: length ``L`` of the replay sequences; ``None`` replays the whole rollout per env.
             A state snapshot is stored at every chunk start (steps ``0, L, 2L, ...``).
         device: where the tensors live (the policy's device); CPU when ``None``.
+        chunk_len: the former name of ``seq_len``, still accepted.
 
     Attributes:
-        obs, actions, log_probs, values, rewards, bootstrap_values, terminated, truncated,
-            episode_starts, valid, action_masks: the stored ``[T, E, ...]`` tensors (after the first
-            :meth:`add`; ``action_masks`` only when masks were given).
+        obs, actions, log_probs, values, rewards, bootstrap_values, action_masks: the stored
+            ``[T, E, ...]`` tensors on ``device`` (after the first :meth:`add`; ``action_masks`` is
+            ``None`` unless masks were given).
+        terminated, truncated, episode_starts, valid: the stored bool ``[T, E]`` flags, numpy.
         advantages / returns: ``[T, E]`` after :meth:`compute_advantages`.
         pos: steps added to the current rollout.
 
@@ -86,57 +93,81 @@ class RecurrentRolloutBuffer:
         ValueError: for non-positive sizes.
 
     Example:
-        >>> buf = RecurrentRolloutBuffer(num_steps=128, num_envs=8, chunk_len=32)
+        >>> buf = RecurrentRolloutBuffer(num_steps=128, num_envs=8, seq_len=32)
         >>> buf.num_chunks, buf.full
         (4, False)
     """
+
+    obs: Stored[Tree] = Stored()
+    actions: Stored[torch.Tensor] = Stored()
+    log_probs: Stored[torch.Tensor] = Stored()
+    values: Stored[torch.Tensor] = Stored()
+    rewards: Stored[torch.Tensor] = Stored()
+    bootstrap_values: Stored[torch.Tensor] = Stored()
+    terminated: Stored[np.ndarray] = Stored()
+    truncated: Stored[np.ndarray] = Stored()
+    episode_starts: Stored[np.ndarray] = Stored()
+    valid: Stored[np.ndarray] = Stored()
+    action_masks: Stored[torch.Tensor | None] = Stored()
 
     def __init__(
         self,
         num_steps: int,
         num_envs: int,
         *,
-        chunk_len: int | None = None,
+        seq_len: int | None = None,
         device: torch.device | str | None = None,
+        chunk_len: int | None = None,
     ) -> None:
+        if seq_len is None:
+            seq_len = chunk_len
         for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
                     f"RecurrentRolloutBuffer: expected {name} to be a positive int, got {value!r}")
-        if chunk_len is not None and (not isinstance(chunk_len, int) or chunk_len < 1):
-            raise ValueError(f"RecurrentRolloutBuffer: expected chunk_len None or >= 1, got {chunk_len!r}")
+        if seq_len is not None and (not isinstance(seq_len, int) or seq_len < 1):
+            raise ValueError(f"RecurrentRolloutBuffer: expected seq_len None or >= 1, got {seq_len!r}")
         self.num_steps = num_steps
         self.num_envs = num_envs
-        self.chunk_len = min(chunk_len or num_steps, num_steps)
+        self.seq_len = min(seq_len or num_steps, num_steps)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.pos = 0
-        self._data: dict[str, Any] | None = None
+        self._storage: RolloutStorage | None = None
         self._snapshots: list[RecurrentState | None] = [None] * self.num_chunks
         self.last_value: torch.Tensor | None = None
         self.advantages: torch.Tensor | None = None
         self.returns: torch.Tensor | None = None
 
     @property
+    def chunk_len(self) -> int:
+        """The former name of :attr:`seq_len`."""
+        return self.seq_len
+
+    @property
     def num_chunks(self) -> int:
-        """Chunks per env: ``ceil(num_steps / chunk_len)``."""
-        return math.ceil(self.num_steps / self.chunk_len)
+        """Chunks per env: ``ceil(num_steps / seq_len)``."""
+        return math.ceil(self.num_steps / self.seq_len)
 
     @property
     def full(self) -> bool:
         """Whether all ``num_steps`` steps were added."""
         return self.pos == self.num_steps
 
-    def __getattr__(self, name: str) -> Any:
-        # Stored fields ([T, E, ...] tensors) read as attributes: buf.rewards, buf.obs, ...
-        data = self.__dict__.get("_data")
-        if data is not None and name in data:
-            return data[name]
-        raise AttributeError(f"RecurrentRolloutBuffer has no attribute {name!r}"
-                             + ("" if data is not None else " (nothing was added yet)"))
+    @property
+    def storage(self) -> RolloutStorage:
+        """The stored arrays.
+
+        Raises:
+            RuntimeError: before the first :meth:`add` (storage takes its shapes from it).
+        """
+        if self._storage is None:
+            raise RuntimeError("RecurrentRolloutBuffer: nothing was added yet; storage is allocated"
+                               " at the first add()")
+        return self._storage
 
     @property
     def initial_states(self) -> list[RecurrentState | None]:
-        """The stored snapshots: the state fed at step ``k * chunk_len``, one per chunk."""
+        """The stored snapshots: the state fed at step ``k * seq_len``, one per chunk."""
         return list(self._snapshots)
 
     def clear(self) -> None:
@@ -146,34 +177,17 @@ class RecurrentRolloutBuffer:
         self._snapshots = [None] * self.num_chunks
 
     # ----------------------------------------------------------------------------------------
-    def _tensor(self, name: str, value: Any, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-        tensor = torch.as_tensor(value).to(self.device, dtype)
-        if tuple(tensor.shape) != shape:
-            raise ValueError(
-                f"RecurrentRolloutBuffer.add: expected {name} shaped {list(shape)} (one per env),"
-                f" got {list(tensor.shape)}"
-            )
-        return tensor
-
-    def _allocate(self, step: dict[str, Any]) -> dict[str, Any]:
-        T = self.num_steps
-
-        def storage(x: torch.Tensor) -> torch.Tensor:
-            return torch.zeros((T, *x.shape), dtype=x.dtype, device=self.device)
-
-        return {name: tree_map(storage, value) for name, value in step.items()}
-
     def add(
         self,
+        *,
         obs: Tree,
-        actions: torch.Tensor,
-        log_probs: torch.Tensor,
-        values: torch.Tensor,
+        actions: Any,
+        log_probs: Any,
+        values: Any,
         rewards: Any,
         terminated: Any,
         truncated: Any,
         episode_starts: Any,
-        *,
         state: RecurrentState,
         valid: Any = None,
         bootstrap_values: Any = None,
@@ -181,10 +195,13 @@ class RecurrentRolloutBuffer:
     ) -> None:
         """Store one step for every env. All-or-nothing: a bad input raises before anything is written.
 
+        Keyword-only, so ``terminated`` and ``truncated`` (two bool ``[E]`` arrays side by side)
+        cannot be swapped by position.
+
         Args:
             obs: ``[E, ...]`` (or a dict / tuple of those) as fed to the policy.
             actions: ``[E, ...]`` as the policy returned them.
-            log_probs / values: ``[E]`` at collection time.
+            log_probs / values: ``[E]`` at collection time (``ActResult.log_prob`` / ``.value``).
             rewards: ``[E]``.
             terminated / truncated: bool ``[E]``: the episode ended at this step, and how.
             episode_starts: bool ``[E]``: ``obs`` is the first observation of a new episode.
@@ -206,9 +223,11 @@ class RecurrentRolloutBuffer:
                 " call clear() before the next rollout"
             )
         E = self.num_envs
-        step = self._validated(obs, actions, log_probs, values, rewards, terminated, truncated,
-                               episode_starts, valid, bootstrap_values, action_masks)
-        chunk, offset = divmod(self.pos, self.chunk_len)
+        step = StepCheck(E, self.device).validated(
+            obs=obs, actions=actions, log_probs=log_probs, values=values, rewards=rewards,
+            terminated=terminated, truncated=truncated, episode_starts=episode_starts, valid=valid,
+            bootstrap_values=bootstrap_values, action_masks=action_masks)
+        chunk, offset = divmod(self.pos, self.seq_len)
         snapshot = None
         if offset == 0:
             if not isinstance(state, RecurrentState) or state.batch_size != E:
@@ -218,59 +237,17 @@ class RecurrentRolloutBuffer:
                     f" (one row per env), got {got}", expected=str(E), got=str(got),
                 )
             snapshot = state.for_buffer()  # strict mode refuses a live graph; never stores it
-        if self._data is None:
-            self._data = self._allocate(step)
-        self._check_layout(step)
+        if self._storage is None:
+            self._storage = allocate(step, self.num_steps, self.device)
+        check_layout(self._storage, step)
         t = self.pos
         for name, value in step.items():
-            tree_map(lambda store, v: store.__setitem__(t, v), self._data[name], value)
+            if value is not None:
+                tree_map(lambda store, v: store.__setitem__(t, v), getattr(self._storage, name), value)
         if snapshot is not None:
             self._snapshots[chunk] = snapshot
         self.pos += 1
         self.advantages = self.returns = None
-
-    def _validated(self, obs: Tree, actions: Any, log_probs: Any, values: Any, rewards: Any,
-                   terminated: Any, truncated: Any, episode_starts: Any, valid: Any,
-                   bootstrap_values: Any, action_masks: Any) -> dict[str, Any]:
-        E = self.num_envs
-        obs = tree_map(lambda x: torch.as_tensor(x).to(self.device), obs)
-        actions = torch.as_tensor(actions).to(self.device)
-        for name, value in (("obs", obs), ("actions", actions)):
-            if batch_rows(value) != E:
-                raise ValueError(f"RecurrentRolloutBuffer.add: expected {name} with {E} rows (one per"
-                                 f" env), got {batch_rows(value)}")
-        ones = np.ones(E, dtype=bool)
-        step: dict[str, Any] = {"obs": obs, "actions": actions}
-        boot = np.zeros(E) if bootstrap_values is None else bootstrap_values
-        for name, value in (("log_probs", log_probs), ("values", values), ("rewards", rewards),
-                            ("bootstrap_values", boot)):
-            step[name] = self._tensor(name, value, torch.float32, (E,))
-        for name, value in (("terminated", terminated), ("truncated", truncated),
-                            ("episode_starts", episode_starts), ("valid", ones if valid is None else valid)):
-            step[name] = self._tensor(name, value, torch.bool, (E,))
-        if action_masks is not None:
-            masks = torch.as_tensor(action_masks).to(self.device, torch.bool)
-            if masks.dim() < 1 or masks.shape[0] != E:
-                raise ValueError(f"RecurrentRolloutBuffer.add: expected action_masks [E={E}, ...], got"
-                                 f" {list(masks.shape)}")
-            step["action_masks"] = masks
-        return step
-
-    def _check_layout(self, step: dict[str, Any]) -> None:
-        assert self._data is not None
-        has_masks = "action_masks" in self._data
-        if has_masks != ("action_masks" in step):
-            raise ValueError("RecurrentRolloutBuffer.add: expected action_masks in every step or in"
-                             f" none; storage {'has' if has_masks else 'has no'} masks")
-        for name, value in step.items():
-            stored, given = tree_leaves(self._data[name]), tree_leaves(value)
-            if len(stored) != len(given) or any(
-                    s.shape[1:] != g.shape or s.dtype != g.dtype for s, g in zip(stored, given, strict=True)):
-                raise ValueError(
-                    f"RecurrentRolloutBuffer.add: {name} does not match the storage allocated at the"
-                    f" first step: expected {[(tuple(s.shape[1:]), s.dtype) for s in stored]}, got"
-                    f" {[(tuple(g.shape), g.dtype) for g in given]}"
-                )
 
     def finish(self, last_value: Any) -> None:
         """Close the rollout with ``V(obs_T)`` ``[E]``, the value of the observation after the last step.
@@ -282,10 +259,16 @@ class RecurrentRolloutBuffer:
         if not self.full:
             raise RuntimeError(f"RecurrentRolloutBuffer.finish: only {self.pos} of {self.num_steps}"
                                " steps were added")
-        self.last_value = self._tensor("last_value", last_value, torch.float32, (self.num_envs,))
+        self.last_value = StepCheck(self.num_envs, self.device).floats("last_value", last_value)
 
-    def compute_advantages(self, gamma: float = 0.99, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_advantages(
+        self, gamma: float = 0.99, gae_lambda: float = 0.95, *, lam: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(γ, λ) with the truncation bootstrap; see :func:`~tether.rollout.compute_gae`.
+
+        Args:
+            gamma: discount γ.
+            gae_lambda: GAE λ (``lam``, its former name, is still accepted).
 
         Returns:
             ``(advantages, returns)`` ``[T, E]`` each, also kept on the buffer.
@@ -293,12 +276,17 @@ class RecurrentRolloutBuffer:
         Raises:
             RuntimeError: before :meth:`finish`.
         """
-        if self.last_value is None or self._data is None:
+        if self.last_value is None or self._storage is None:
             raise RuntimeError("RecurrentRolloutBuffer.compute_advantages: call finish(last_value) first")
-        d = self._data
+        d = self._storage
+
+        def flags(x: np.ndarray) -> torch.Tensor:  # one host-to-device copy per rollout
+            return torch.from_numpy(x).to(self.device, non_blocking=True)
+
         self.advantages, self.returns = compute_gae(
-            d["rewards"], d["values"], d["terminated"], d["truncated"], d["bootstrap_values"],
-            self.last_value, valid=d["valid"], gamma=gamma, lam=lam,
+            d.rewards, d.values, flags(d.terminated), flags(d.truncated), d.bootstrap_values,
+            self.last_value, valid=flags(d.valid), gamma=gamma,
+            gae_lambda=gae_lambda if lam is None else lam,
         )
         return self.advantages, self.returns
 
@@ -313,16 +301,16 @@ class RecurrentRolloutBuffer:
             generator: a CPU ``torch.Generator`` for a reproducible order (global RNG when None).
 
         Yields:
-            :class:`SequenceMinibatch` of ``[chunk_len, B_mb, ...]`` tensors.
+            :class:`SequenceMinibatch` of ``[seq_len, B_mb, ...]`` tensors.
 
         Raises:
             RuntimeError: before :meth:`compute_advantages`.
             ValueError: when ``num_minibatches`` is not in ``[1, E × num_chunks]``.
 
         Shapes:
-            ``(T, E, ...) -> (num_chunks · E sequences of (chunk_len, ...)) -> (chunk_len, B_mb, ...)``.
+            ``(T, E, ...) -> (num_chunks · E sequences of (seq_len, ...)) -> (seq_len, B_mb, ...)``.
         """
-        if self.advantages is None or self.returns is None or self._data is None:
+        if self.advantages is None or self.returns is None or self._storage is None:
             raise RuntimeError("RecurrentRolloutBuffer.minibatches: call compute_advantages() first")
         total = self.num_envs * self.num_chunks
         if not isinstance(num_minibatches, int) or not 1 <= num_minibatches <= total:
@@ -330,39 +318,43 @@ class RecurrentRolloutBuffer:
                              f" ({self.num_envs} envs × {self.num_chunks} chunks), got {num_minibatches!r}")
         order = torch.randperm(total, generator=generator)
         for group in torch.tensor_split(order, num_minibatches):
-            yield self._gather(group.to(self.device))
+            yield self._gather(group.numpy())
 
-    def _gather(self, sequences: torch.Tensor) -> SequenceMinibatch:
-        L, T = self.chunk_len, self.num_steps
+    def _gather(self, sequences: np.ndarray) -> SequenceMinibatch:
+        L, T = self.seq_len, self.num_steps
         chunks, rows = sequences // self.num_envs, sequences % self.num_envs
         # Signpost: times[i, j] is the rollout step of position i in sequence j; past the end it
         # repeats the last step (a legal action under its mask) and is switched off in the loss.
-        times = chunks.view(1, -1) * L + torch.arange(L, device=self.device).view(-1, 1)
+        times = chunks[None, :] * L + np.arange(L)[:, None]
         real = times < T
-        times = times.clamp(max=T - 1)
-        cols = rows.view(1, -1).expand_as(times)
-        d = self._data
-        assert d is not None
-        assert self.advantages is not None
-        assert self.returns is not None
+        times = np.minimum(times, T - 1)
+        cols = np.broadcast_to(rows[None, :], times.shape)
+        d = self.storage
+        advantages, returns = self.advantages, self.returns
+        if advantages is None or returns is None:  # pragma: no cover - minibatches() checked
+            raise RuntimeError("RecurrentRolloutBuffer: compute_advantages() first")
+        # One host-to-device copy carries every index and the loss mask (the flags stay host-side).
+        host = np.stack([times, cols, (d.valid[times, cols] & real).astype(np.int64)])
+        index = torch.from_numpy(host).to(self.device, non_blocking=True)
+        t_dev, c_dev = index[0], index[1]
 
         def pick(x: torch.Tensor) -> torch.Tensor:
-            return x[times, cols]
+            return x[t_dev, c_dev]
 
-        starts = pick(d["episode_starts"]) & real
+        chunks_dev, rows_dev = c_dev.new_tensor(chunks), c_dev.new_tensor(rows)
         return SequenceMinibatch(
-            obs=tree_map(pick, d["obs"]),
-            actions=pick(d["actions"]),
-            log_probs=pick(d["log_probs"]),
-            values=pick(d["values"]),
-            advantages=pick(self.advantages),
-            returns=pick(self.returns),
-            episode_starts=starts,
-            loss_mask=pick(d["valid"]) & real,
-            action_masks=pick(d["action_masks"]) if "action_masks" in d else None,
-            initial_state=self._initial_state(chunks, rows),
-            env_rows=rows,
-            chunk_starts=chunks * L,
+            obs=tree_map(pick, d.obs),
+            actions=pick(d.actions),
+            log_probs=pick(d.log_probs),
+            values=pick(d.values),
+            advantages=pick(advantages),
+            returns=pick(returns),
+            episode_starts=d.episode_starts[times, cols] & real,
+            loss_mask=index[2].bool(),
+            action_masks=None if d.action_masks is None else pick(d.action_masks),
+            initial_state=self._initial_state(chunks_dev, rows_dev),
+            env_rows=rows_dev,
+            chunk_starts=chunks_dev * L,
         )
 
     def _initial_state(self, chunks: torch.Tensor, rows: torch.Tensor) -> RecurrentState:
@@ -370,8 +362,4 @@ class RecurrentRolloutBuffer:
         if missing:
             raise RuntimeError(f"RecurrentRolloutBuffer: no state stored for chunks {missing}")
         snaps: list[RecurrentState] = self._snapshots  # type: ignore[assignment]
-        tensors = []
-        for i in range(len(snaps[0].tensors)):
-            stacked = torch.stack([s.tensors[i] for s in snaps]).to(self.device)  # [K, L, E, H]
-            tensors.append(stacked[chunks, :, rows].transpose(0, 1).contiguous())  # [L, B_mb, H]
-        return RecurrentState(tuple(tensors), is_snapshot=True)
+        return RecurrentState.stack_snapshots(snaps, chunks, rows)

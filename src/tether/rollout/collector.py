@@ -55,7 +55,8 @@ class RolloutCollector:
         env: a gymnasium vector env (wrapped in a :class:`TrackedVectorEnv` here) or a tracked one.
         policy: follows :class:`~tether.policy.RecurrentPolicy` (a user's own module too).
         num_steps: ``T``, steps per rollout.
-        chunk_len: replay chunk length of the default buffer (``None``: whole rollout per env).
+        seq_len: replay sequence length of the default buffer (``None``: whole rollout per env);
+            ``chunk_len``, its former name, is still accepted.
         device: where observations go; the policy's parameter device when ``None``.
         action_mask: the info key holding boolean action masks (used when the env provides it), a
             callable ``(obs, info) -> mask [E, ...]``, or ``None`` for no masks.
@@ -66,9 +67,9 @@ class RolloutCollector:
 
     Example::
 
-        collector = RolloutCollector(venv, policy, num_steps=128, chunk_len=32)
+        collector = RolloutCollector(venv, policy, num_steps=128, seq_len=32)
         buffer = collector.collect()               # [128, E] steps, no autograd graph
-        buffer.compute_advantages(gamma=0.99, lam=0.95)
+        buffer.compute_advantages(gamma=0.99, gae_lambda=0.95)
         for mb in buffer.minibatches(4, generator=torch.Generator().manual_seed(0)):
             out = policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state,
                                           mb.action_masks)
@@ -80,10 +81,11 @@ class RolloutCollector:
         policy: RecurrentPolicy,
         num_steps: int,
         *,
-        chunk_len: int | None = None,
+        seq_len: int | None = None,
         device: torch.device | str | None = None,
         action_mask: MaskSource = "action_mask",
         seed: int | None = None,
+        chunk_len: int | None = None,
     ) -> None:
         self.venv = env if isinstance(env, TrackedVectorEnv) else TrackedVectorEnv(env)
         missing = [name for name in _PROTOCOL if not callable(getattr(policy, name, None))]
@@ -94,7 +96,8 @@ class RolloutCollector:
             )
         self.policy = policy
         self.device, self.float_dtype = _placement(policy, device)
-        self.buffer = RecurrentRolloutBuffer(num_steps, self.venv.num_envs, chunk_len=chunk_len,
+        self.buffer = RecurrentRolloutBuffer(num_steps, self.venv.num_envs,
+                                             seq_len=chunk_len if seq_len is None else seq_len,
                                              device=self.device)
         self.num_steps = num_steps
         self.action_mask = action_mask
@@ -189,8 +192,9 @@ class RolloutCollector:
                                         "policy.value(bootstrap=True)")
             trunc = torch.as_tensor(step.truncated, device=self.device)
             bootstrap = torch.where(trunc, value.to(bootstrap.dtype), bootstrap)
-        buffer.add(obs, result.actions, result.log_prob, result.value, step.reward, step.terminated,
-                   step.truncated, self._starts, state=state, valid=step.valid,
+        buffer.add(obs=obs, actions=result.actions, log_probs=result.log_prob, values=result.value,
+                   rewards=step.reward, terminated=step.terminated, truncated=step.truncated,
+                   episode_starts=self._starts, state=state, valid=step.valid,
                    bootstrap_values=bootstrap, action_masks=masks)
         self.state = next_state.reset(step.episode_starts)
         self._obs, self._info, self._starts = step.obs, step.info, step.episode_starts

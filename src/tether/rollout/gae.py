@@ -28,7 +28,8 @@ def compute_gae(
     *,
     valid: torch.Tensor | None = None,
     gamma: float = 0.99,
-    lam: float = 0.95,
+    gae_lambda: float = 0.95,
+    lam: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE(γ, λ) over a rollout, bootstrapping truncated episodes and not terminated ones.
 
@@ -51,7 +52,8 @@ def compute_gae(
         last_value: float ``[B]``: ``V(obs_T)``, the value of the observation after the last step.
         valid: bool ``[T, B]``: False at next-step autoreset steps; all valid when ``None``.
         gamma: discount γ in ``[0, 1]``.
-        lam: GAE λ in ``[0, 1]``.
+        gae_lambda: GAE λ in ``[0, 1]``.
+        lam: the former name of ``gae_lambda``, still accepted.
 
     Returns:
         ``(advantages, returns)``, float ``[T, B]`` each (not normalised: that is the trainer's).
@@ -63,12 +65,15 @@ def compute_gae(
         >>> r = torch.tensor([[1.0], [1.0]])
         >>> no = torch.zeros(2, 1, dtype=torch.bool)
         >>> adv, ret = compute_gae(r, torch.zeros(2, 1), no, torch.tensor([[False], [True]]),
-        ...                        torch.tensor([[0.0], [10.0]]), torch.zeros(1), gamma=0.5, lam=1.0)
+        ...                        torch.tensor([[0.0], [10.0]]), torch.zeros(1), gamma=0.5, gae_lambda=1.0)
         >>> ret.flatten().tolist()
         [4.0, 6.0]
     """
-    if not (0.0 <= gamma <= 1.0 and 0.0 <= lam <= 1.0):
-        raise ValueError(f"compute_gae: expected gamma and lam in [0, 1], got gamma={gamma}, lam={lam}")
+    if lam is not None:
+        gae_lambda = lam
+    if not (0.0 <= gamma <= 1.0 and 0.0 <= gae_lambda <= 1.0):
+        raise ValueError(f"compute_gae: expected gamma and gae_lambda in [0, 1], got gamma={gamma},"
+                         f" gae_lambda={gae_lambda}")
     if rewards.dim() != 2:
         raise ValueError(f"compute_gae: expected rewards shaped [T, B], got {list(rewards.shape)}")
     T, B = rewards.shape
@@ -86,7 +91,7 @@ def compute_gae(
     next_values = torch.where(truncated, bootstrap_values.to(rewards.dtype), following)
     next_values = torch.where(terminated, torch.zeros_like(next_values), next_values)
     deltas = rewards + gamma * next_values - values
-    carry_on = (~(terminated | truncated)).to(rewards.dtype) * (gamma * lam)
+    carry_on = (~(terminated | truncated)).to(rewards.dtype) * (gamma * gae_lambda)
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
     for t in range(T - 1, -1, -1):

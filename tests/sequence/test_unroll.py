@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tether import EpisodeClock, RecurrentState, StateMismatchError, track
-from tether.sequence import _choose, _saturates, unroll, unroll_reference
+from tether.sequence import unroll, unroll_reference
+from tether.sequence._strategy import choose, saturates
 
 STRATEGIES = ["auto", "spliced", "padded", "chunked"]
 T, B = 7, 5
@@ -46,7 +47,7 @@ def _run(
 ) -> list[torch.Tensor]:
     """Outputs, final state and the gradients w.r.t. x, the initial state and the parameters."""
     core = track(module)
-    y, final = fn(core, x, starts, RecurrentState(initial), **kwargs)
+    y, final = fn(core, x, starts, RecurrentState.from_tensors(initial), **kwargs)
     # Fixed random weights per output element, so that every element's gradient is checked.
     gen = torch.Generator().manual_seed(1)
     loss = (y * torch.randn(y.shape, generator=gen, dtype=y.dtype)).sum()
@@ -128,14 +129,14 @@ def test_probe_accepts_cpu_float_kernels() -> None:
     """On CPU the saturated reset / hold steps are exact, so auto keeps the spliced layout."""
     for lstm in (True, False):
         for dtype in (torch.float32, torch.float64):
-            assert _saturates(lstm, torch.device("cpu"), dtype)
+            assert saturates(lstm, torch.device("cpu"), dtype)
 
 
 def test_no_start_is_the_plain_fused_call_bit_for_bit() -> None:
     """Without starts, unroll is exactly one call of the plain module."""
     module = nn.LSTM(3, 4, num_layers=2)
     x, (h, c) = _inputs(module, T, B)
-    y, final = unroll(track(module), x, np.zeros((T, B), dtype=bool), RecurrentState((h, c)))
+    y, final = unroll(track(module), x, np.zeros((T, B), dtype=bool), RecurrentState.from_tensors((h, c)))
     y_plain, (h_plain, c_plain) = module(x, (h, c))
     assert torch.equal(y, y_plain)
     assert torch.equal(final.h, h_plain)
@@ -147,7 +148,7 @@ def test_starts_only_at_t0_mask_the_initial_state_bit_for_bit() -> None:
     module = nn.GRU(3, 4)
     x, (h,) = _inputs(module, T, B)
     starts = _pattern("at-t0")
-    y, final = unroll(track(module), x, torch.from_numpy(starts), RecurrentState((h,)))
+    y, final = unroll(track(module), x, torch.from_numpy(starts), RecurrentState.from_tensors((h,)))
     y_plain, h_plain = module(x, h * torch.from_numpy(~starts[0]).float().view(1, -1, 1))
     assert torch.equal(y, y_plain)
     assert torch.equal(final.h, h_plain)
@@ -156,10 +157,10 @@ def test_starts_only_at_t0_mask_the_initial_state_bit_for_bit() -> None:
 def test_auto_picks_the_layout_by_cost() -> None:
     """Auto: fused without starts, spliced for sparse starts, padded when every step starts."""
     module, x = nn.LSTM(3, 4), torch.zeros(16, 4, 3)
-    assert _choose(module, x, np.zeros((16, 4), dtype=bool)) == "fused"
-    assert _choose(module, x, _pattern("one-row-only", 16, 4)) == "spliced"
-    assert _choose(module, x, np.ones((16, 4), dtype=bool)) == "padded"
-    assert _choose(nn.RNN(3, 4), x, _pattern("one-row-only", 16, 4)) == "chunked"
+    assert choose(module, x.device, x.dtype, np.zeros((16, 4), dtype=bool)) == "fused"
+    assert choose(module, x.device, x.dtype, _pattern("one-row-only", 16, 4)) == "spliced"
+    assert choose(module, x.device, x.dtype, np.ones((16, 4), dtype=bool)) == "padded"
+    assert choose(nn.RNN(3, 4), x.device, x.dtype, _pattern("one-row-only", 16, 4)) == "chunked"
 
 
 @pytest.mark.parametrize("name", ["rnn", "lstm-subclass", "bidirectional", "hooked"])

@@ -1,5 +1,9 @@
 """track(): wrap an LSTM / GRU (or their cells) so it takes and returns a RecurrentState.
 
+:class:`StateSpec` says how a module takes its state; :class:`TrackedRNN` checks a state against
+its clock, runs the plain module and returns the next state (built by
+:meth:`RecurrentState.advanced <tether.RecurrentState.advanced>`, where the rules live).
+
 The wrapper checks the state against its clock with host-side integers only, runs the plain
 module (so the tensor path stays an ordinary, compilable PyTorch call) and stamps the new state
 with the next tick. No device synchronisation happens per step.
@@ -12,8 +16,9 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 import torch
-from torch import _VF, nn
+from torch import nn
 
+from tether import _aten
 from tether.clock import EpisodeClock
 from tether.errors import GraphLeakError, StaleStateError, StateMismatchError, format_rows
 from tether.modes import get_mode, report
@@ -27,25 +32,50 @@ DEFAULT_MAX_GRAPH_STEPS = 2048
 _RESET_FIX = "call `state = state.reset(done)` right after `clock.advance(done)`"
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class StateSpec:
     """How a recurrent module takes and returns its state (the adapter for custom modules).
 
     Args:
         num_layers: ``L`` of the state (layers x directions for a sequence module, 1 for a cell).
         hidden_size: ``H``.
-        cell: ``True`` when the module carries ``(h, c)`` like an LSTM, ``False`` for ``h`` only.
+        has_c: ``True`` when the module carries an ``(h, c)`` pair like an LSTM, ``False`` for
+            ``h`` only (GRU, RNN).
         style: ``"sequence"``: ``module(x, hx) -> (y, hx')`` with ``hx`` shaped ``[L, B, H]``
             (like ``nn.LSTM``); ``"cell"``: ``module(x, hx) -> hx'`` with ``hx`` shaped ``[B, H]``
             (like ``nn.LSTMCell``).
         batch_first: for sequence style, whether ``x`` is ``[B, T, ...]``.
+        cell: the former name of ``has_c`` (it was easy to confuse with ``style="cell"``), still
+            accepted.
+
+    Raises:
+        TypeError: when neither ``has_c`` nor ``cell`` is given.
+
+    >>> StateSpec(1, 8, has_c=False)
+    StateSpec(num_layers=1, hidden_size=8, has_c=False, style='sequence', batch_first=False)
     """
 
     num_layers: int
     hidden_size: int
-    cell: bool
-    style: Literal["sequence", "cell"] = "sequence"
-    batch_first: bool = False
+    has_c: bool
+    style: Literal["sequence", "cell"]
+    batch_first: bool
+
+    def __init__(
+        self,
+        num_layers: int,
+        hidden_size: int,
+        has_c: bool | None = None,
+        style: Literal["sequence", "cell"] = "sequence",
+        batch_first: bool = False,
+        *,
+        cell: bool | None = None,
+    ) -> None:
+        if has_c is None:
+            if cell is None:
+                raise TypeError("StateSpec: expected has_c=True for an (h, c) state or has_c=False for h")
+            has_c = cell
+        self.__attrs_init__(num_layers, hidden_size, bool(has_c), style, batch_first)
 
     @classmethod
     def of(cls, module: nn.Module) -> StateSpec:
@@ -91,30 +121,17 @@ class TrackedRNN(nn.Module):
         self.module = module
         self.spec = spec
         self.max_graph_steps = int(max_graph_steps)
-        # The plain nn.LSTM / nn.GRU re-validates in Python what the checks here already proved;
-        # exactly those two types (no subclass) may skip straight to the ATen op, bit for bit.
-        self._fused = {nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}.get(type(module))
         self._device, self._dtype = _param_meta(module)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TrackedRNN:
-        out = super()._apply(fn, *args, **kwargs)
+        super()._apply(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
         self._device, self._dtype = _param_meta(self.module)
-        return out
+        return self
 
-    def _can_fuse(self, x: torch.Tensor, state: RecurrentState, fitted: bool) -> bool:
-        """Whether the ATen op may be called directly (``fitted``: the shapes were just checked)."""
-        m = self.module
-        return (
-            self._fused is not None
-            and not (m._forward_hooks or m._forward_pre_hooks or nn.modules.module._global_forward_hooks
-                     or nn.modules.module._global_forward_pre_hooks)
-            and not torch.compiler.is_compiling()
-            and (fitted or (
-                x.dim() == 3
-                and state.tensors[0].shape
-                == (self.spec.num_layers, x.shape[0 if self.spec.batch_first else 1], self.spec.hidden_size)
-            ))
-        )
+    def _shapes_fit(self, x: torch.Tensor, state: RecurrentState) -> bool:
+        """Whether ``x`` and ``state`` fit a sequence module (the check off mode still makes)."""
+        return x.dim() == 3 and state.tensors[0].shape == (
+            self.spec.num_layers, x.shape[0 if self.spec.batch_first else 1], self.spec.hidden_size)
 
     def initial_state(
         self,
@@ -132,7 +149,7 @@ class TrackedRNN(nn.Module):
         """
         device, dtype = _param_meta(self.module)
         return RecurrentState.zeros(
-            self.spec.num_layers, batch_size, self.spec.hidden_size, cell=self.spec.cell,
+            self.spec.num_layers, batch_size, self.spec.hidden_size, has_c=self.spec.has_c,
             clock=clock, env_rows=env_rows, device=device, dtype=dtype,
         )
 
@@ -165,38 +182,19 @@ class TrackedRNN(nn.Module):
         checking = get_mode() != "off"
         ids_ok = checking and self._check(x, state, bootstrap, steps)
         if sequence:
-            hx: Any = state.tensors if spec.cell else state.tensors[0]
-            if self._can_fuse(x, state, checking):
-                m: Any = self.module
-                m._update_flat_weights()
-                fused: Any = self._fused
-                y, *out = fused(x, hx, m._flat_weights, m.bias, m.num_layers,
-                                m.dropout, m.training, m.bidirectional, m.batch_first)
-                tensors = tuple(out)
-            else:
-                y, out = self.module(x, hx)
-                tensors = tuple(out) if spec.cell else (out,)
-        elif spec.cell:
+            # Checked shapes (or the cheap shape test in off mode) let nn.LSTM / nn.GRU skip their
+            # Python re-validation and go straight to the ATen op, bit for bit the same.
+            fuse = checking or self._shapes_fit(x, state)
+            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, paired=spec.has_c,
+                                                   fuse=fuse)
+        elif spec.has_c:
             h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
             tensors = (h.unsqueeze(0), c.unsqueeze(0))
             y = h
         else:
             y = self.module(x, state.tensors[0][0])
             tensors = (y.unsqueeze(0),)
-        clock = state.clock
-        graph = tensors[0].requires_grad
-        return y, RecurrentState(
-            tensors,
-            clock,
-            state.episode_ids,
-            state.env_rows,
-            None if state.tick is None else state.tick + steps,
-            state.window if (graph and state.graph_steps) or clock is None else clock.window,
-            state.graph_steps + steps if graph else 0,
-            state.is_snapshot,
-            bootstrap,
-            clock.renewals if ids_ok and clock is not None else state.verified,
-        )
+        return y, state.advanced(tensors, steps, ids_verified=ids_ok, bootstrap=bootstrap)
 
     # ----------------------------------------------------------------------------------------
     def _check(self, x: torch.Tensor, state: RecurrentState, bootstrap: bool, steps: int) -> bool:
@@ -255,9 +253,9 @@ class TrackedRNN(nn.Module):
         batch = int(x.shape[0 if spec.style == "cell" or spec.batch_first else 1])
         shape = state.tensors[0].shape
         expected = (spec.num_layers, batch, spec.hidden_size)
-        if shape != expected or len(state.tensors) != (2 if spec.cell else 1):
+        if shape != expected or len(state.tensors) != (2 if spec.has_c else 1):
             raise StateMismatchError(
-                f"{name}: expected a {'(h, c)' if spec.cell else 'h'} state shaped"
+                f"{name}: expected a {'(h, c)' if spec.has_c else 'h'} state shaped"
                 f" [layers={expected[0]}, batch={expected[1]}, hidden={expected[2]}], got"
                 f" {len(state.tensors)} tensor(s) shaped {list(shape)}",
                 fix="build the state with `tracked.initial_state(batch_size, clock)`",

@@ -1,0 +1,80 @@
+"""The one file that touches PyTorch internals: the fused RNN ops, flat weights and hook dicts.
+
+``nn.LSTM.forward`` / ``nn.GRU.forward`` re-validate in Python what tether's checks already
+proved, then call an ATen op; calling the op directly is bit for bit the same and cheaper per step.
+The lane strategies of :mod:`tether.sequence` also run single layers of the op with extra input
+columns. Every private name they need lives here, so a torch upgrade that moves one breaks this
+file alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
+from torch import _VF, nn
+
+_FUSED: dict[type[nn.Module], Callable[..., Any]] = {nn.LSTM: _VF.lstm, nn.GRU: _VF.gru}
+
+
+def has_fused_op(module: nn.Module) -> bool:
+    """Whether ``module`` is exactly ``nn.LSTM`` or ``nn.GRU`` (no subclass) with an ATen op."""
+    return type(module) in _FUSED
+
+
+def has_hooks(module: nn.Module) -> bool:
+    """Whether a forward hook (the module's own or a global one) would be skipped by the op."""
+    return bool(module._forward_hooks or module._forward_pre_hooks
+                or nn.modules.module._global_forward_hooks
+                or nn.modules.module._global_forward_pre_hooks)
+
+
+def flat_weights(module: nn.RNNBase) -> list[torch.Tensor]:
+    """The module's weights in the op's order, refreshed when a parameter was replaced."""
+    module._update_flat_weights()
+    return cast(list[torch.Tensor], module._flat_weights)
+
+
+def run_sequence_module(
+    module: nn.Module, x: torch.Tensor, tensors: tuple[torch.Tensor, ...], *, paired: bool, fuse: bool
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One call of a sequence module ``(x, hx) -> (y, hx')``; straight to the ATen op when allowed.
+
+    Args:
+        module: ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` or a custom module with that protocol.
+        x: the input as the module takes it.
+        tensors: ``(h, c)`` when ``paired`` (an LSTM-like module), else ``(h,)``.
+        paired: whether the module takes and returns an ``(h, c)`` pair.
+        fuse: whether the caller has checked the shapes, so the op may be called directly; the op
+            is used only for exactly ``nn.LSTM`` / ``nn.GRU`` without hooks, outside compilation.
+
+    Returns:
+        ``(y, new_tensors)``.
+    """
+    hx: Any = tensors if paired else tensors[0]
+    op = _FUSED.get(type(module)) if fuse else None
+    if op is None or has_hooks(module) or torch.compiler.is_compiling():
+        y, out = module(x, hx)
+        return y, (tuple(out) if paired else (out,))
+    m: Any = module
+    y, *out = op(x, hx, flat_weights(m), m.bias, m.num_layers, m.dropout, m.training, m.bidirectional,
+                 m.batch_first)
+    return y, tuple(out)
+
+
+def lstm_layer(
+    x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor], weights: list[torch.Tensor], *, bias: bool,
+    training: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One unidirectional LSTM layer over ``x [T, B, in]`` with the given weights: ``(y, h, c)``."""
+    y, h, c = _VF.lstm(x, hx, weights, bias, 1, 0.0, training, False, False)
+    return y, h, c
+
+
+def gru_layer(
+    x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor], *, bias: bool, training: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One unidirectional GRU layer over ``x [T, B, in]`` with the given weights: ``(y, h)``."""
+    y, h = _VF.gru(x, h0, weights, bias, 1, 0.0, training, False, False)
+    return y, h
