@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import subprocess
+import sys
+
+import pytest
+
 import tether
 
 PUBLIC = {
     "EpisodeClock", "FactoredRecurrentActorCritic", "GraphLeakError", "LifecycleError", "LifecycleWarning",
     "PPOConfig", "RecurrentPPO", "RecurrentState", "StaleStateError", "StateMismatchError", "StateSpec",
     "TetherError", "TrackedRNN", "__version__", "get_mode", "mode", "set_mode", "track",
+}
+
+PACKAGES = {
+    "tether.clock": {"EpisodeClock"},
+    "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv"},
+    "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
+                      "LifecycleWarning", "StaleStateError", "StateMismatchError", "TetherError"},
+    "tether.modes": {"Mode", "get_mode", "mode", "set_mode"},
+    "tether.nets": {"ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",
+                    "FactoredRecurrentActorCritic"},
+    "tether.policy": {"ActResult", "EvalResult", "RecurrentPolicy"},
+    "tether.rollout": {"RecurrentRolloutBuffer", "RolloutCollector", "RolloutStorage", "SequenceMinibatch",
+                       "TrackedVectorEnv", "VecStep", "compute_gae"},
+    "tether.sequence": {"Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference"},
+    "tether.state": {"RecurrentState"},
+    "tether.testing": {"assert_memory_flat", "assert_no_graph_leak", "graph_size", "rss_bytes"},
+    "tether.tracking": {"DEFAULT_MAX_GRAPH_STEPS", "StateSpec", "TrackedRNN", "track"},
 }
 
 
@@ -18,10 +42,37 @@ def test_public_names_are_pinned() -> None:
         assert getattr(tether, name) is not None
 
 
+@pytest.mark.parametrize("package", sorted(PACKAGES))
+def test_package_surfaces_are_pinned(package: str) -> None:
+    """Each package's __all__ is pinned, and every name in it resolves."""
+    module = importlib.import_module(package)
+    assert set(module.__all__) == PACKAGES[package]
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
 def test_public_callables_have_docstrings() -> None:
     """Every public class and function says what it does."""
-    for name in tether.__all__:
-        obj = getattr(tether, name)
-        if callable(obj):
-            assert obj.__doc__, name
-            assert obj.__doc__.strip(), name
+    for package in ["tether", *PACKAGES]:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                assert obj.__doc__, f"{package}.{name}"
+                assert obj.__doc__.strip(), f"{package}.{name}"
+
+
+def test_track_is_the_function_even_after_its_module_loads() -> None:
+    """tether.track stays the function once tether.tracking (a submodule) is imported."""
+    importlib.import_module("tether.tracking")
+    assert callable(tether.track)
+    assert tether.track.__module__ == "tether.tracking"
+
+
+def test_import_tether_and_its_pytest_plugin_do_not_import_torch() -> None:
+    """The pytest11 plugin (loaded in every pytest session of the environment) stays light."""
+    code = ("import sys, tether, tether._pytest_plugin; "
+            "heavy = sorted(m for m in ('torch', 'numpy', 'gymnasium') if m in sys.modules); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import warnings
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -177,3 +178,122 @@ def test_pickle_and_state_dict_round_trip(cell: bool) -> None:
         assert_close(a, b.detach())
     with pytest.raises(ValueError, match="missing keys"):
         RecurrentState.from_state_dict({"tensors": []})
+
+
+# ------------------------------------------------------------------------------------------------
+# the transition rules, one test per rule
+def test_state_is_frozen_and_built_by_keyword() -> None:
+    """No field can be assigned, and the constructor takes keywords only."""
+    state = RecurrentState.zeros(1, 2, 3)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        state.tick = 5  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        RecurrentState(state.tensors)  # type: ignore[misc]
+
+
+def test_advanced_moves_the_tick_and_keeps_ids_and_rows() -> None:
+    """A step of T moves the tick T ahead; episode ids, rows and the snapshot flag stay."""
+    clock = EpisodeClock(4)
+    state = RecurrentState.zeros(1, 4, 3, clock=clock)[[1, 3]]
+    after = state.advanced(state.tensors, 5)
+    assert after.tick == state.tick + 5
+    assert after.episode_ids.tolist() == [1, 3]
+    assert after.env_rows.tolist() == [1, 3]
+    assert after.is_snapshot == state.is_snapshot
+
+
+def test_advanced_graph_age_grows_only_while_a_graph_is_carried() -> None:
+    """graph_steps grows by the steps taken while the new tensors carry a graph, and is 0 otherwise."""
+    state = RecurrentState.zeros(1, 2, 3, clock=EpisodeClock(2))
+    live = tuple(t + torch.ones(1, requires_grad=True) for t in state.tensors)
+    once = state.advanced(live, 3)
+    assert once.graph_steps == 3
+    assert once.advanced(live, 2).graph_steps == 5
+    assert once.advanced(tuple(t.detach() for t in live), 2).graph_steps == 0
+
+
+def test_advanced_window_is_where_the_graph_started() -> None:
+    """A graph that carries on keeps its window; a new graph (or none) takes the clock's window."""
+    clock = EpisodeClock(2)
+    state = RecurrentState.zeros(1, 2, 3, clock=clock)
+    live = tuple(t + torch.ones(1, requires_grad=True) for t in state.tensors)
+    started = state.advanced(live, 1)
+    clock.end_window()
+    assert started.advanced(live, 1).window == 0  # the graph carries on from window 0
+    assert started.detach().advanced(live, 1).window == 1  # cut, then a new graph in window 1
+    assert started.advanced(tuple(t.detach() for t in live), 1).window == 1  # no graph: now
+
+
+def test_advanced_verified_is_set_only_by_a_check() -> None:
+    """verified becomes the clock's renewal count when the step checked the ids, else it is kept."""
+    clock = EpisodeClock(2)
+    state = RecurrentState.zeros(1, 2, 3, clock=clock)
+    clock.advance(np.array([True, False]))
+    fresh = state.reset(np.array([True, False]))
+    assert fresh.advanced(fresh.tensors, 1, ids_verified=True).verified == clock.renewals
+    assert state.advanced(state.tensors, 1).verified == state.verified
+
+
+def test_advanced_marks_a_bootstrap_read_spent() -> None:
+    """Only the result of a bootstrap read is spent."""
+    state = RecurrentState.zeros(1, 2, 3)
+    assert state.advanced(state.tensors, 1, bootstrap=True).spent
+    assert not state.advanced(state.tensors, 1).spent
+
+
+def test_split_and_stack_layers_round_trip() -> None:
+    """split_layers(k) then stack_layers gives back the tensors and bookkeeping."""
+    clock = EpisodeClock(4)
+    state = _filled(clock)
+    actor, critic = state.split_layers(1)
+    assert actor.num_layers == critic.num_layers == 1
+    assert_close(actor.h, state.h[:1])
+    assert_close(critic.c, state.c[1:])
+    joined = RecurrentState.stack_layers((actor, critic))
+    for a, b in zip(joined.tensors, state.tensors, strict=True):
+        assert torch.equal(a, b)
+    assert (joined.tick, joined.window, joined.verified) == (state.tick, state.window, state.verified)
+    with pytest.raises(ValueError, match=r"expected 0 < cut < 2, got 2"):
+        state.split_layers(2)
+
+
+def test_joined_states_are_as_old_as_their_oldest_part() -> None:
+    """stack_layers and cat take the most graph steps, the earliest window, the least verification."""
+    clock = EpisodeClock(2)
+    base = RecurrentState.zeros(1, 2, 3, clock=clock)
+    live = tuple(t + torch.ones(1, requires_grad=True) for t in base.tensors)
+    old = base.advanced(live, 2)
+    clock.end_window()
+    old = old.advanced(live, 2)  # 4 graph steps, begun in window 0
+    dead = tuple(t.detach() for t in live)
+    young = base.advanced(dead, 2).advanced(live, 2)  # 2 graph steps, begun in window 1
+    joined = RecurrentState.stack_layers((old, young))
+    assert (joined.graph_steps, joined.window, joined.verified) == (4, 0, min(old.verified, young.verified))
+    spent = young.advanced(young.tensors, 0, bootstrap=True)
+    assert RecurrentState.stack_layers((old, spent)).spent
+
+
+def test_stack_layers_refuses_other_rows() -> None:
+    """Layers of different rows cannot be stacked."""
+    state = RecurrentState.zeros(1, 4, 3, clock=EpisodeClock(4))
+    with pytest.raises(StateMismatchError, match="expected states of the same rows"):
+        RecurrentState.stack_layers((state[[0, 1]], state[[2, 3]]))
+
+
+def test_stack_snapshots_picks_each_sequence_start() -> None:
+    """Sequence j starts from row rows[j] of snapshot chunks[j], as an unchecked snapshot."""
+    snaps = [RecurrentState.from_tensors((torch.full((1, 3, 2), float(10 * k)) + torch.arange(3.0).view(1, 3, 1),))
+             .snapshot() for k in range(2)]
+    picked = RecurrentState.stack_snapshots(snaps, torch.tensor([1, 0, 1]), torch.tensor([2, 0, 1]))
+    assert picked.is_snapshot
+    assert picked.clock is None
+    assert picked.h[0, :, 0].tolist() == [12.0, 0.0, 11.0]
+    with pytest.raises(StateMismatchError, match="one kind and shape"):
+        RecurrentState.stack_snapshots([snaps[0], RecurrentState.zeros(1, 4, 2, has_c=False)],
+                                       torch.tensor([0]), torch.tensor([0]))
+
+
+def test_the_old_cell_keyword_still_builds_the_same_state() -> None:
+    """zeros(cell=...) is the former spelling of has_c=..."""
+    assert RecurrentState.zeros(1, 2, 3, cell=False).is_lstm is False
+    assert RecurrentState.zeros(1, 2, 3, has_c=True).is_lstm is True

@@ -4,11 +4,17 @@ An LSTM's ``(h, c)`` (a GRU's ``h``) is wrapped in a :class:`RecurrentState` tha
 episode and which step each row belongs to, checked against an :class:`EpisodeClock` fed by the
 environment. Misuse (a missed reset, a graph kept across a training boundary, an old state fed
 again) raises in ``strict`` mode, warns in ``warn`` mode (the default) and is skipped in ``off``.
+
+``import tether`` is light: the errors and the modes load at once, everything that needs torch
+(or gymnasium, for the layers built on the core) on first use. So the pytest plugin tether
+installs costs a test session that never uses tether nothing.
 """
 
-from typing import Any
+from __future__ import annotations
 
-from tether.clock import EpisodeClock
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tether.errors import (
     GraphLeakError,
     LifecycleError,
@@ -18,8 +24,13 @@ from tether.errors import (
     TetherError,
 )
 from tether.modes import get_mode, mode, set_mode
-from tether.state import RecurrentState
-from tether.track import StateSpec, TrackedRNN, track
+
+if TYPE_CHECKING:
+    from tether.clock import EpisodeClock
+    from tether.nets import FactoredRecurrentActorCritic
+    from tether.ppo import PPOConfig, RecurrentPPO
+    from tether.state import RecurrentState
+    from tether.tracking import StateSpec, TrackedRNN, track
 
 __version__ = "0.1.0"
 
@@ -44,9 +55,13 @@ __all__ = [
     "track",
 ]
 
-# The layers built on the core pull in gymnasium and the trainer; load them on first use so that
-# `import tether` stays light for users who only want the state container.
+# Where each lazily loaded name lives; loaded once, on first access, then cached in this module.
 _LAZY = {
+    "EpisodeClock": "tether.clock",
+    "RecurrentState": "tether.state",
+    "StateSpec": "tether.tracking",
+    "TrackedRNN": "tether.tracking",
+    "track": "tether.tracking",
     "FactoredRecurrentActorCritic": "tether.nets",
     "PPOConfig": "tether.config",
     "RecurrentPPO": "tether.ppo",
@@ -55,9 +70,11 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib  # noqa: PLC0415
-
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'tether' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -15,6 +15,9 @@ import attrs
 import numpy as np
 import torch
 
+from tether._state_data import StateViews, restored_fields, to_plain
+from tether._state_data import readonly as _readonly
+from tether._state_data import validate_tensors as _validate_tensors
 from tether.clock import EpisodeClock, any_row, as_row_mask
 from tether.errors import GraphLeakError, StateMismatchError
 from tether.modes import get_mode, report
@@ -22,36 +25,8 @@ from tether.modes import get_mode, report
 __all__ = ["RecurrentState"]
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
-
-
-def _validate_tensors(tensors: tuple[torch.Tensor, ...]) -> None:
-    if len(tensors) not in (1, 2):
-        raise StateMismatchError(
-            f"RecurrentState: expected 1 tensor (GRU h) or 2 tensors (LSTM h, c), got {len(tensors)}",
-            expected="1 or 2 tensors", got=str(len(tensors)),
-        )
-    first = tensors[0]
-    for t in tensors:
-        if not isinstance(t, torch.Tensor) or t.dim() != 3:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise StateMismatchError(
-                f"RecurrentState: expected tensors shaped [layers, batch, hidden], got {shape}",
-                expected="[L, B, H]", got=str(shape),
-            )
-        if t.shape != first.shape or t.device != first.device or t.dtype != first.dtype:
-            raise StateMismatchError(
-                "RecurrentState: h and c must share shape, device and dtype; got"
-                f" {tuple(first.shape)} {first.device} {first.dtype} and"
-                f" {tuple(t.shape)} {t.device} {t.dtype}",
-                expected=str(tuple(first.shape)), got=str(tuple(t.shape)),
-            )
-
-
 @attrs.frozen(slots=True, eq=False, repr=False, kw_only=True)
-class RecurrentState:
+class RecurrentState(StateViews):
     """The hidden state of a recurrent core, with the bookkeeping that makes misuse detectable.
 
     Build one with :meth:`zeros`, :meth:`from_tensors` or a tracked module's ``initial_state``;
@@ -160,65 +135,6 @@ class RecurrentState:
         return cls(tensors=tensors, clock=clock, episode_ids=ids,
                    env_rows=None if rows is None else _readonly(rows), tick=clock.tick,
                    window=clock.window, verified=clock.renewals)
-
-    # ----------------------------------------------------------------------------------------
-    # views
-    @property
-    def h(self) -> torch.Tensor:
-        """The hidden state ``h`` ``[L, B, H]``."""
-        return self.tensors[0]
-
-    @property
-    def c(self) -> torch.Tensor:
-        """The LSTM cell state ``c`` ``[L, B, H]``.
-
-        Raises:
-            AttributeError: for a GRU / RNN state, which has no cell state.
-        """
-        if len(self.tensors) < 2:
-            raise AttributeError("this is a GRU/RNN state (h only); it has no cell state c")
-        return self.tensors[1]
-
-    @property
-    def is_lstm(self) -> bool:
-        """True for an ``(h, c)`` pair."""
-        return len(self.tensors) == 2
-
-    @property
-    def batch_size(self) -> int:
-        """Rows ``B``."""
-        return int(self.tensors[0].shape[1])
-
-    @property
-    def num_layers(self) -> int:
-        """Layers ``L``."""
-        return int(self.tensors[0].shape[0])
-
-    @property
-    def hidden_size(self) -> int:
-        """Hidden size ``H``."""
-        return int(self.tensors[0].shape[2])
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the tensors."""
-        return self.tensors[0].device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Dtype of the tensors."""
-        return self.tensors[0].dtype
-
-    @property
-    def has_graph(self) -> bool:
-        """Whether any tensor carries an autograd graph (or requires grad)."""
-        return any(t.requires_grad for t in self.tensors)
-
-    def rows(self) -> np.ndarray:
-        """The clock rows this state covers, int64 ``[B]``."""
-        if self.env_rows is not None:
-            return self.env_rows
-        return np.arange(self.batch_size, dtype=np.int64)
 
     # ----------------------------------------------------------------------------------------
     # steps: the rules of tick, window, graph age and verification, in one place
@@ -483,14 +399,8 @@ class RecurrentState:
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and bookkeeping as plain values (the clock itself is not included)."""
-        return {
-            "tensors": [t.detach().clone() for t in self.tensors],
-            "episode_ids": None if self.episode_ids is None else self.episode_ids.copy(),
-            "env_rows": None if self.env_rows is None else self.env_rows.copy(),
-            "tick": self.tick,
-            "window": self.window,
-            "is_snapshot": self.is_snapshot,
-        }
+        return to_plain(self.tensors, self.episode_ids, self.env_rows, self.tick, self.window,
+                        self.is_snapshot)
 
     @classmethod
     def from_state_dict(
@@ -501,33 +411,18 @@ class RecurrentState:
 
         Raises:
             ValueError: when ``data`` misses a key.
+            StateMismatchError: when its tensors are malformed.
         """
-        missing = {"tensors", "episode_ids", "env_rows", "tick", "window", "is_snapshot"} - set(data)
-        if missing:
-            raise ValueError(f"RecurrentState.from_state_dict: missing keys {sorted(missing)}")
-        tensors = tuple(t.to(device) if device is not None else t for t in data["tensors"])
-        _validate_tensors(tensors)
-        ids = data["episode_ids"]
-        rows = data["env_rows"]
-        return cls(
-            tensors=tensors, clock=clock if ids is not None else None,
-            episode_ids=None if ids is None else _readonly(np.asarray(ids, dtype=np.int64).copy()),
-            env_rows=None if rows is None else _readonly(np.asarray(rows, dtype=np.int64).copy()),
-            tick=data["tick"], window=int(data["window"]), is_snapshot=bool(data["is_snapshot"]),
-        )
+        return cls(**restored_fields(data, clock, device))
 
     def __getstate__(self) -> dict[str, Any]:
         # A pickled state never carries its graph: the tensors are stored detached.
-        data = self.state_dict()
-        data["clock"] = self.clock
-        data["spent"] = self.spent
-        return data
+        return {**self.state_dict(), "clock": self.clock, "spent": self.spent}
 
     def __setstate__(self, data: dict[str, Any]) -> None:
-        restored = RecurrentState.from_state_dict(data, clock=data["clock"])
+        fields = {**restored_fields(data, data["clock"], None), "spent": bool(data["spent"])}
         for field in attrs.fields(RecurrentState):
-            object.__setattr__(self, field.name, getattr(restored, field.name))
-        object.__setattr__(self, "spent", bool(data["spent"]))
+            object.__setattr__(self, field.name, fields.get(field.name, field.default))
 
     def __repr__(self) -> str:
         kind = "lstm" if self.is_lstm else "gru"

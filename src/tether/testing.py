@@ -1,11 +1,8 @@
-"""Assertions for users' own test suites, and tether's pytest plugin.
+"""Assertions for users' own test suites.
 
-The plugin is registered through the ``pytest11`` entry point, so installing tether is enough:
-
-- ``pytest --tether-mode=strict`` (or ``tether_mode = strict`` in the ini file) runs the whole
-  session in strict mode;
-- the ``tether_strict`` fixture runs one test in strict mode;
-- ``@pytest.mark.tether_mode("warn")`` sets the mode for one test.
+tether's pytest plugin (:mod:`tether._pytest_plugin`, registered through the ``pytest11`` entry
+point) adds ``--tether-mode``, the ``tether_mode`` ini option, the ``tether_strict`` fixture and
+the ``tether_mode`` marker; see its docstring.
 
 The assertions: :func:`assert_no_graph_leak` (nothing in a container still holds an autograd
 graph) and :func:`assert_memory_flat` (a step function does not grow process memory).
@@ -20,7 +17,6 @@ from typing import Any
 
 import torch
 
-from tether.modes import Mode, mode, set_mode
 from tether.state import RecurrentState
 
 __all__ = ["assert_memory_flat", "assert_no_graph_leak", "graph_size", "rss_bytes"]
@@ -150,48 +146,3 @@ def assert_memory_flat(
             f" {100 * max_growth:.1f} %: something keeps each step's graph or tensors alive"
         )
     return baseline, final
-
-
-# --------------------------------------------------------------------------------------------
-# pytest plugin (entry point `pytest11: tether = tether.testing`)
-def pytest_addoption(parser: Any) -> None:
-    """Add ``--tether-mode`` and the ``tether_mode`` ini option."""
-    group = parser.getgroup("tether", "tether hidden-state lifecycle checks")
-    group.addoption("--tether-mode", action="store", default=None, choices=("strict", "warn", "off"),
-                    help="run the session with this tether check mode (strict raises on misuse)")
-    parser.addini("tether_mode", "tether check mode for the session: strict, warn or off", default="")
-
-
-def pytest_configure(config: Any) -> None:
-    """Register the marker and apply the session mode."""
-    config.addinivalue_line("markers", "tether_mode(mode): run this test in that tether check mode")
-    chosen = config.getoption("--tether-mode") or config.getini("tether_mode") or None
-    if chosen:
-        set_mode(chosen)
-
-
-def _marker_mode(request: Any) -> Mode | None:
-    marker = request.node.get_closest_marker("tether_mode")
-    return None if marker is None else marker.args[0]
-
-
-try:  # the fixtures only exist where pytest does
-    import pytest
-
-    @pytest.fixture
-    def tether_strict() -> Iterator[None]:
-        """Run the test in strict mode: any lifecycle misuse raises."""
-        with mode("strict"):
-            yield
-
-    @pytest.fixture(autouse=True)
-    def _tether_mode_marker(request: Any) -> Iterator[None]:
-        chosen = _marker_mode(request)
-        if chosen is None:
-            yield
-            return
-        with mode(chosen):
-            yield
-
-except ImportError:  # pragma: no cover - pytest is a dev dependency
-    pass

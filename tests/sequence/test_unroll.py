@@ -1,4 +1,4 @@
-"""Tests for tether.sequence: every strategy of unroll equals the per-step reference loop."""
+"""Tests for tether.sequence.unroll: every strategy of unroll equals the per-step reference loop."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from torch import nn
 
 from tether import EpisodeClock, RecurrentState, StateMismatchError, track
 from tether.sequence import unroll, unroll_reference
-from tether.sequence._strategy import choose, saturates
 
 STRATEGIES = ["auto", "spliced", "padded", "chunked"]
 T, B = 7, 5
@@ -125,13 +124,6 @@ def test_bfloat16_runs_close_to_reference(kind: type) -> None:
         torch.testing.assert_close(a, b, atol=0.1, rtol=0.05)
 
 
-def test_probe_accepts_cpu_float_kernels() -> None:
-    """On CPU the saturated reset / hold steps are exact, so auto keeps the spliced layout."""
-    for lstm in (True, False):
-        for dtype in (torch.float32, torch.float64):
-            assert saturates(lstm, torch.device("cpu"), dtype)
-
-
 def test_no_start_is_the_plain_fused_call_bit_for_bit() -> None:
     """Without starts, unroll is exactly one call of the plain module."""
     module = nn.LSTM(3, 4, num_layers=2)
@@ -152,15 +144,6 @@ def test_starts_only_at_t0_mask_the_initial_state_bit_for_bit() -> None:
     y_plain, h_plain = module(x, h * torch.from_numpy(~starts[0]).float().view(1, -1, 1))
     assert torch.equal(y, y_plain)
     assert torch.equal(final.h, h_plain)
-
-
-def test_auto_picks_the_layout_by_cost() -> None:
-    """Auto: fused without starts, spliced for sparse starts, padded when every step starts."""
-    module, x = nn.LSTM(3, 4), torch.zeros(16, 4, 3)
-    assert choose(module, x.device, x.dtype, np.zeros((16, 4), dtype=bool)) == "fused"
-    assert choose(module, x.device, x.dtype, _pattern("one-row-only", 16, 4)) == "spliced"
-    assert choose(module, x.device, x.dtype, np.ones((16, 4), dtype=bool)) == "padded"
-    assert choose(nn.RNN(3, 4), x.device, x.dtype, _pattern("one-row-only", 16, 4)) == "chunked"
 
 
 @pytest.mark.parametrize("name", ["rnn", "lstm-subclass", "bidirectional", "hooked"])

@@ -28,7 +28,7 @@ from tether.nets.masks import check_allowed, normalize_masks
 from tether.policy import ActResult, EvalResult
 from tether.sequence import plan_unroll, unroll
 from tether.state import RecurrentState
-from tether.track import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
+from tether.tracking import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
 
 __all__ = ["FactoredRecurrentActorCritic"]
 

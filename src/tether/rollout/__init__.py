@@ -10,7 +10,7 @@
   computes GAE (:func:`compute_gae`) and yields :class:`SequenceMinibatch` es for replay.
 """
 
-from tether.rollout.buffer import RecurrentRolloutBuffer, SequenceMinibatch
+from tether.rollout.buffer import RecurrentRolloutBuffer, RolloutStorage, SequenceMinibatch
 from tether.rollout.collector import RolloutCollector
 from tether.rollout.gae import compute_gae
 from tether.rollout.vec import TrackedVectorEnv, VecStep
@@ -18,6 +18,7 @@ from tether.rollout.vec import TrackedVectorEnv, VecStep
 __all__ = [
     "RecurrentRolloutBuffer",
     "RolloutCollector",
+    "RolloutStorage",
     "SequenceMinibatch",
     "TrackedVectorEnv",
     "VecStep",

@@ -9,7 +9,7 @@ import torch
 
 from tether.errors import StateMismatchError
 from tether.state import RecurrentState
-from tether.track import TrackedRNN
+from tether.tracking import TrackedRNN
 
 
 def host_starts(episode_starts: Any, steps: int, batch: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from tether.modes import mode
 from tether.sequence._checks import check_inputs, host_starts
 from tether.sequence._strategy import UnrollPlan
 from tether.state import RecurrentState
-from tether.track import TrackedRNN
+from tether.tracking import TrackedRNN
 
 __all__ = ["unroll_reference"]
 

@@ -14,7 +14,7 @@ from tether.sequence._lanes import run_chunked, run_lanes
 from tether.sequence._reference import unroll_reference
 from tether.sequence._strategy import Strategy, UnrollPlan, lanes_supported, make_plan, saturates
 from tether.state import RecurrentState
-from tether.track import TrackedRNN
+from tether.tracking import TrackedRNN
 
 __all__ = ["plan_unroll", "unroll"]
 

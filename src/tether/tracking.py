@@ -1,4 +1,4 @@
-"""track(): wrap an LSTM / GRU (or their cells) so it takes and returns a RecurrentState.
+"""tether.tracking: track() wraps an LSTM / GRU (or their cells) so it takes and returns a RecurrentState.
 
 :class:`StateSpec` says how a module takes its state; :class:`TrackedRNN` checks a state against
 its clock, runs the plain module and returns the next state (built by

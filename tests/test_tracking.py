@@ -1,4 +1,4 @@
-"""Tests for tether.track.track: equality with the plain module, and every check firing."""
+"""Tests for tether.tracking.track: equality with the plain module, and every check firing."""
 
 from __future__ import annotations
 
