@@ -21,7 +21,7 @@ PACKAGES = {
     "tether.clock": {"EpisodeClock"},
     "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv"},
     "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
-                      "LifecycleWarning", "StaleStateError", "StateMismatchError", "TetherError"},
+                      "LifecycleWarning", "StaleStateError", "StateMismatchError", "TetherError", "context"},
     "tether.modes": {"Mode", "get_mode", "mode", "set_mode"},
     "tether.nets": {"ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",
                     "FactoredRecurrentActorCritic"},

@@ -6,7 +6,8 @@ and carries those facts as attributes too, so a caller can act on them programma
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "StaleStateError",
     "StateMismatchError",
     "TetherError",
+    "context",
 ]
 
 _SHOWN_ROWS = 8
@@ -30,7 +32,23 @@ class TetherError(Exception):
     Each subclass also subclasses its matching builtin (``ValueError``, ``RuntimeError``), so code
     written against the builtin keeps working. The CLI turns exactly these into one line and exit
     status 2; anything else is a library bug and keeps its traceback.
+
+    Messages come in two layers (as einops writes them): the inner check says what is wrong, and
+    the public call it ran under adds where, through :func:`context`.
+
+    Attributes:
+        where: the public calls the error passed through, outermost first (empty when raised
+            directly by one).
     """
+
+    where: tuple[str, ...] = ()
+
+    def add_context(self, where: str) -> None:
+        """Prefix the message with the public call ``where`` (once per call)."""
+        if where in self.where or not self.args:
+            return
+        self.where = (where, *self.where)
+        self.args = (f"{where}: {self.args[0]}", *self.args[1:])
 
 
 class ConfigError(TetherError, ValueError):
@@ -138,3 +156,21 @@ def _plain(item: Any) -> Any:
     if isinstance(item, tuple | list):
         return tuple(_plain(i) for i in item)
     return int(item)
+
+
+@contextlib.contextmanager
+def context(where: str) -> Iterator[None]:
+    """Add ``where`` (a public call's name) to any :class:`TetherError` raised inside the block.
+
+    >>> try:
+    ...     with context("unroll"):
+    ...         raise StateMismatchError("expected batch 4, got 3")
+    ... except StateMismatchError as err:
+    ...     str(err), err.where
+    ('unroll: expected batch 4, got 3', ('unroll',))
+    """
+    try:
+        yield
+    except TetherError as err:
+        err.add_context(where)
+        raise

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tether.errors import StateMismatchError
+from tether.errors import StateMismatchError, context
 from tether.state import RecurrentState
 from tether.tracking import TrackedRNN
 
@@ -74,7 +74,8 @@ def check_inputs(core: TrackedRNN, x: Any, state: Any) -> tuple[int, int]:
             f"unroll: expected a state of batch {B} (x is [T={T}, B={B}, ...]), got batch"
             f" {state.batch_size}", expected=str(B), got=str(state.batch_size),
         )
-    core._check_fit(x, state)
+    with context("unroll"):  # the inner check names the module; this layer names the call
+        core._check_fit(x, state)
     if x.dtype != state.dtype or x.device != state.device:
         raise ValueError(f"unroll: expected x on {state.device} / {state.dtype} (the state's),"
                          f" got {x.device} / {x.dtype}")
