@@ -137,7 +137,8 @@ def test_row_selection_and_cat_keep_bookkeeping() -> None:
     whole = RecurrentState.cat([state[[0, 1]], state[[2, 3]]])
     assert_close(whole.c, state.c)
     assert whole.episode_ids.tolist() == [0, 1, 2, 3]
-    assert state[2].batch_size == 1
+    assert state[[2]].batch_size == 1
+    assert state.select_rows(2).batch_size == 1
 
 
 def test_cat_refuses_mismatched_states() -> None:

@@ -42,9 +42,11 @@ def validate_tensors(tensors: tuple[torch.Tensor, ...]) -> None:
 
 
 def to_plain(tensors: tuple[torch.Tensor, ...], episode_ids: np.ndarray | None, env_rows: np.ndarray | None,
-             tick: int | None, window: int, is_snapshot: bool) -> dict[str, Any]:
+             tick: int | None, window: int, is_snapshot: bool, row_ticks: np.ndarray | None = None,
+             ) -> dict[str, Any]:
     """A state's tensors (detached copies) and bookkeeping as plain values."""
     return {
+        "row_ticks": None if row_ticks is None else row_ticks.copy(),
         "tensors": [t.detach().clone() for t in tensors],
         "episode_ids": None if episode_ids is None else episode_ids.copy(),
         "env_rows": None if env_rows is None else env_rows.copy(),
@@ -73,6 +75,8 @@ def restored_fields(data: dict[str, Any], clock: EpisodeClock | None,
         "episode_ids": None if ids is None else readonly(np.asarray(ids, dtype=np.int64).copy()),
         "env_rows": None if rows is None else readonly(np.asarray(rows, dtype=np.int64).copy()),
         "tick": data["tick"], "window": int(data["window"]), "is_snapshot": bool(data["is_snapshot"]),
+        "row_ticks": None if data.get("row_ticks") is None
+        else readonly(np.asarray(data["row_ticks"], dtype=np.int64).copy()),
     }
 
 
@@ -82,6 +86,19 @@ class StateViews:
     __slots__ = ()
     tensors: tuple[torch.Tensor, ...]
     env_rows: np.ndarray | None
+    tick: int | None
+    row_ticks: np.ndarray | None
+
+    @property
+    def shape(self) -> torch.Size:
+        """``[L, B, H]``, the shape of each tensor."""
+        return self.tensors[0].shape
+
+    def ticks(self) -> np.ndarray:
+        """The tick of each row, int64 ``[B]`` (``-1`` for an unchecked state without a tick)."""
+        if self.row_ticks is not None:
+            return self.row_ticks
+        return np.full(self.tensors[0].shape[1], -1 if self.tick is None else self.tick, dtype=np.int64)
 
     @property
     def h(self) -> torch.Tensor:

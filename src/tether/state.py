@@ -8,7 +8,7 @@ operation returns a new state; tensors are never edited in place.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -48,6 +48,8 @@ class RecurrentState(StateViews):
         graph_steps: grad-carrying steps accumulated since the last detach.
         is_snapshot: a detached stored copy, exempt from the tick check (replay starts from it).
         spent: produced by a bootstrap read; it may not be stepped again.
+        row_ticks: int64 ``[B]``, the tick of each row when they differ (a replay minibatch stacks
+            snapshots taken at several chunk starts); ``tick`` is then ``None``. See :meth:`ticks`.
     """
 
     tensors: tuple[torch.Tensor, ...]
@@ -60,6 +62,7 @@ class RecurrentState(StateViews):
     is_snapshot: bool = False
     spent: bool = False
     verified: int = -1  # clock.renewals at which the ids were last checked equal to the clock's
+    row_ticks: np.ndarray | None = None  # int64 [B]: per-row ticks (a replay minibatch's snapshots)
 
     # ----------------------------------------------------------------------------------------
     # construction
@@ -145,6 +148,7 @@ class RecurrentState(StateViews):
         *,
         ids_verified: bool = False,
         bootstrap: bool = False,
+        episode_ids: np.ndarray | None = None,
     ) -> RecurrentState:
         """The state after ``steps`` steps of a core from this one (a tracked step or an unroll).
 
@@ -157,6 +161,8 @@ class RecurrentState(StateViews):
         - ``verified`` becomes the clock's renewal count when the step just checked the ids
           (``ids_verified``), else is kept: a step never changes the ids it verified.
         - ``spent`` marks the result of a bootstrap read, which may not be stepped again.
+        - ``episode_ids``, when given, replace the ids (an unroll whose rows restarted inside
+          the sequence: those rows now belong to the episode the clock gave them).
 
         Args:
             tensors: the core's new ``(h,)`` / ``(h, c)``, ``[L, B, H]`` each.
@@ -164,6 +170,7 @@ class RecurrentState(StateViews):
             ids_verified: whether the step compared this state's ids with the clock's and found
                 them current.
             bootstrap: whether the step was the truncation bootstrap read.
+            episode_ids: int64 ``[B]`` ids for the new state (read-only), else the current ones.
         """
         clock = self.clock
         graph = tensors[0].requires_grad
@@ -171,6 +178,8 @@ class RecurrentState(StateViews):
             self,
             tensors=tensors,
             tick=None if self.tick is None else self.tick + steps,
+            row_ticks=None if self.row_ticks is None else _readonly(self.row_ticks + steps),
+            episode_ids=self.episode_ids if episode_ids is None else episode_ids,
             window=self._graph_window(carries_on=graph and self.graph_steps > 0),
             graph_steps=self.graph_steps + steps if graph else 0,
             spent=bootstrap,
@@ -232,7 +241,8 @@ class RecurrentState(StateViews):
             raise ValueError(f"RecurrentState.{what}: expected at least one state, got none")
         first = states[0]
         for s in states[1:]:
-            if (s.clock is not first.clock or s.tick != first.tick or s.is_lstm != first.is_lstm
+            ticks_differ = s.tick != first.tick and s.row_ticks is None and first.row_ticks is None
+            if (s.clock is not first.clock or ticks_differ or s.is_lstm != first.is_lstm
                     or s.is_snapshot != first.is_snapshot):
                 raise StateMismatchError(
                     f"RecurrentState.{what}: expected states of one clock, tick and kind; got ticks"
@@ -252,7 +262,8 @@ class RecurrentState(StateViews):
             chunks / rows: int64 ``[B_mb]``: which chunk and which env row each sequence starts at.
 
         Returns:
-            An unchecked snapshot ``[L, B_mb, H]`` (replay is exempt from the tick check).
+            A snapshot ``[L, B_mb, H]``; when the snapshots share a clock, each row keeps its tick
+            (:attr:`row_ticks`), env row and episode id, for the replay-alignment checks.
 
         Raises:
             StateMismatchError: when the snapshots differ in kind or shape.
@@ -271,7 +282,18 @@ class RecurrentState(StateViews):
         for i in range(len(first.tensors)):
             stacked = torch.stack([s.tensors[i] for s in snapshots]).to(rows.device)  # [K, L, E, H]
             tensors.append(stacked[chunks, :, rows].transpose(0, 1).contiguous())  # [L, B_mb, H]
-        return cls(tensors=tuple(tensors), is_snapshot=True)
+        clock = first.clock
+        if clock is None or any(s.clock is not clock or s.tick is None or s.episode_ids is None
+                                for s in snapshots):
+            return cls(tensors=tuple(tensors), is_snapshot=True)
+        # With a clock, each row keeps the tick, env row and episode it was stored at, so a replay
+        # can be checked against what the clock saw (tether.sequence.unroll does).
+        k, r = chunks.cpu().numpy(), rows.cpu().numpy()
+        ids = np.stack([s.episode_ids for s in snapshots])  # type: ignore[misc]  # [K, E]
+        env_rows = np.stack([s.rows() for s in snapshots])
+        ticks = np.array([s.tick for s in snapshots], dtype=np.int64)
+        return cls(tensors=tuple(tensors), clock=clock, episode_ids=_readonly(ids[k, r]),
+                   env_rows=_readonly(env_rows[k, r]), row_ticks=_readonly(ticks[k]), is_snapshot=True)
 
     # ----------------------------------------------------------------------------------------
     # lifecycle
@@ -358,23 +380,82 @@ class RecurrentState(StateViews):
 
     # ----------------------------------------------------------------------------------------
     # rows, devices, serialisation
-    def __getitem__(self, index: Any) -> RecurrentState:
-        """Select rows: an int array, a bool mask ``[B]``, a slice, or a list of ints."""
+    def select_rows(self, index: Any) -> RecurrentState:
+        """The state of some rows: an int array / list / tensor, a bool mask ``[B]``, or a slice.
+
+        ``state[rows]`` does the same for an array, list, tensor or mask (not for an int or a
+        slice, which a ``(h, c)`` tuple would read as "tensor i": see :meth:`__getitem__`).
+
+        Raises:
+            ValueError: for a selection that is not one-dimensional.
+        """
         if isinstance(index, int | np.integer):
             index = [int(index)]
         if isinstance(index, torch.Tensor):
             index = index.detach().cpu().numpy()
         positions = np.arange(self.batch_size, dtype=np.int64)[index]
         if positions.ndim != 1:
-            raise ValueError(f"RecurrentState[...]: expected a 1-d row selection, got {index!r}")
+            raise ValueError(f"RecurrentState.select_rows: expected a 1-d row selection, got {index!r}")
         picker = torch.from_numpy(positions).to(self.device)
         tensors = tuple(t.index_select(1, picker) for t in self.tensors)
         changes: dict[str, Any] = {}
-        if self.clock is not None:
+        if self.row_ticks is not None:
+            changes["row_ticks"] = _readonly(self.row_ticks[positions])
+        if self.clock is not None and self.episode_ids is not None:
             changes["env_rows"] = _readonly(self.rows()[positions])
-            assert self.episode_ids is not None
             changes["episode_ids"] = _readonly(self.episode_ids[positions])
         return attrs.evolve(self, tensors=tensors, **changes)
+
+    def __getitem__(self, index: Any) -> RecurrentState:
+        """Rows by an int array, list, tensor or bool mask ``[B]`` (see :meth:`select_rows`).
+
+        A state is not a tuple: ``state[0]`` (an int), ``state[:1]`` (a slice) and
+        ``state[0][:, idx]`` (what a script written for ``(h, c)`` reaches for) raise a
+        ``TypeError`` that names ``state.h`` / ``state.c`` and :meth:`select_rows` instead of
+        quietly selecting rows.
+
+        Raises:
+            TypeError: for an int, a slice or a tuple index.
+        """
+        if isinstance(index, int | np.integer | slice | tuple):
+            shown = "state[...]" if index is Ellipsis else f"state[{index!r}]"
+            raise TypeError(
+                f"{shown}: a RecurrentState is not an (h, c) tuple, and an int or a slice would read"
+                " as a tuple index; use state.h / state.c (or state.tensors) for the tensors, and"
+                " state.select_rows(rows) for rows"
+            )
+        return self.select_rows(index)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """Refused: unpacking a state like ``h, c = state`` would walk its rows, not its tensors.
+
+        Raises:
+            TypeError: always, naming the spellings that work.
+        """
+        raise TypeError(
+            "a RecurrentState is not an (h, c) tuple: unpacking or iterating it is refused (it would"
+            " walk the batch rows); use `h, c = state.h, state.c` (or `state.tensors`), and"
+            " `state.select_rows(rows)` for rows"
+        )
+
+    def __len__(self) -> int:
+        """Refused, as for a tuple's length: use :attr:`batch_size` or ``len(state.tensors)``.
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError("len(state): a RecurrentState is not an (h, c) tuple; use state.batch_size for"
+                        " the rows, len(state.tensors) for the tensors")
+
+    def __bool__(self) -> bool:
+        return True
+
+    def clone(self) -> RecurrentState:
+        """A copy with cloned tensors (the graph is kept, as :meth:`torch.Tensor.clone` keeps it).
+
+        For storage use :meth:`snapshot`, which also detaches.
+        """
+        return attrs.evolve(self, tensors=tuple(t.clone() for t in self.tensors))
 
     @classmethod
     def cat(cls, states: Sequence[RecurrentState]) -> RecurrentState:
@@ -388,8 +469,10 @@ class RecurrentState(StateViews):
                         for i in range(len(first.tensors)))
         _validate_tensors(tensors)
         changes = cls._combined(states)
-        if first.clock is not None:
-            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))
+        if any(s.row_ticks is not None for s in states):
+            changes["row_ticks"] = _readonly(np.concatenate([s.ticks() for s in states]))
+        if first.clock is not None and first.episode_ids is not None:
+            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))  # type: ignore[misc]
             changes["env_rows"] = _readonly(np.concatenate([s.rows() for s in states]))
         return attrs.evolve(first, tensors=tensors, **changes)
 
@@ -400,7 +483,7 @@ class RecurrentState(StateViews):
     def state_dict(self) -> dict[str, Any]:
         """Tensors and bookkeeping as plain values (the clock itself is not included)."""
         return to_plain(self.tensors, self.episode_ids, self.env_rows, self.tick, self.window,
-                        self.is_snapshot)
+                        self.is_snapshot, self.row_ticks)
 
     @classmethod
     def from_state_dict(
