@@ -41,8 +41,8 @@ import torch
 
 import tether
 import tether.envs  # registers tether/CartPole-NoVel-v0 (also in the --run subprocesses)
-from tether.config import PPOConfig
-from tether.metrics import read_metrics
+from tether.ppo import PPOConfig
+from tether.ppo import read_metrics
 from tether.ppo import RecurrentPPO
 
 try:

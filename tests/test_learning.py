@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.config import PPOConfig
+from tether.ppo import PPOConfig
 from tether.ppo import RecurrentPPO
 
 pytestmark = pytest.mark.slow

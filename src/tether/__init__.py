@@ -46,7 +46,7 @@ __all__ = [
 # `import tether` stays light for users who only want the state container.
 _LAZY = {
     "FactoredRecurrentActorCritic": "tether.nets",
-    "PPOConfig": "tether.config",
+    "PPOConfig": "tether.ppo",
     "RecurrentPPO": "tether.ppo",
 }
 

@@ -1,4 +1,4 @@
-"""Tests for tether.checkpoint: atomic writes and clear refusals."""
+"""Tests for tether.ppo.checkpoint: atomic writes and clear refusals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tether.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tether.errors import CheckpointError
+from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for tether.ppo.RecurrentPPO: reproducibility, resume, metrics and bad input."""
+"""Tests for tether.ppo.trainer.RecurrentPPO: reproducibility, resume, metrics and bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tether.config import ConfigError, PPOConfig
+from tether.errors import ConfigError
+from tether.ppo import PPOConfig
 from tether.ppo import RecurrentPPO
 
 

@@ -1,4 +1,4 @@
-"""Tests for tether.config.PPOConfig."""
+"""Tests for tether.ppo.config.PPOConfig."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.config import ConfigError, PPOConfig
+from tether.errors import ConfigError
+from tether.ppo import PPOConfig
 
 
 def test_defaults_are_the_cartpole_novel_setup() -> None:
@@ -61,7 +62,7 @@ def test_toml_file_with_overrides(tmp_path: Path) -> None:
 
 def test_presets() -> None:
     """Each preset builds a valid config for its task; overrides win; unknown names are refused."""
-    from tether.config import PRESETS  # noqa: PLC0415
+    from tether.ppo import PRESETS  # noqa: PLC0415
 
     for name in PRESETS:
         assert PPOConfig.from_preset(name).env_id.startswith("tether/")
