@@ -9,11 +9,14 @@ episode began (the seed, or the RNG state before an autoreset) and the actions t
 record is plain data: :func:`env_state` reads it, and :func:`load_env_state` rebuilds the same live
 episodes in fresh envs by replaying it, so a checkpoint never pickles an env, a wrapper or a
 callable. The replay is exact for any env whose episode is determined by its ``np_random`` and the
-actions (every gymnasium-conforming env); rows whose replay ends on another observation are named.
+actions (every gymnasium-conforming env); it is checked against a digest of every observation of
+the episode so far, and rows whose replay differs are named in a warning (a difference no
+observation has shown yet goes unnoticed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import warnings
 from collections.abc import Sequence
@@ -72,7 +75,7 @@ class _Replayable(gym.Wrapper[Any, Any, Any, Any]):
         super().__init__(env)
         self._start: dict[str, Any] = {"seed": None, "rng": None, "options": None}
         self._actions: list[Any] = []
-        self._last_obs: Any = None
+        self._digest = hashlib.blake2b(digest_size=16)  # of every observation of the episode
         self._autoreset_next = False
         self.tether_restore: dict[str, Any] | None = None  # set per env by load_env_state
 
@@ -83,7 +86,7 @@ class _Replayable(gym.Wrapper[Any, Any, Any, Any]):
         self._actions = []
         self._autoreset_next = False
         obs, info = self.env.reset(seed=seed, options=options)
-        self._last_obs = obs
+        self._digest = _digest([obs])
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
@@ -94,7 +97,7 @@ class _Replayable(gym.Wrapper[Any, Any, Any, Any]):
             return obs, 0.0, False, False, info
         self._actions.append(_copy_tree(action))  # a copy: the caller may reuse its array
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._last_obs = obs
+        _update(self._digest, obs)
         return obs, reward, terminated, truncated, info
 
     def tether_record(self) -> dict[str, Any]:
@@ -102,10 +105,10 @@ class _Replayable(gym.Wrapper[Any, Any, Any, Any]):
         actions: Any = list(self._actions)
         if actions and all(isinstance(a, np.ndarray) for a in actions):
             actions = np.stack(actions)
-        return {"start": dict(self._start), "actions": actions, "last_obs": _copy_tree(self._last_obs)}
+        return {"start": dict(self._start), "actions": actions, "digest": self._digest.hexdigest()}
 
     def tether_replay(self) -> bool:
-        """Replay the record in ``tether_restore``; True when it ends on the recorded observation."""
+        """Replay the record in ``tether_restore``; True when it gives the recorded observations."""
         record, self.tether_restore = self.tether_restore, None
         if record is None:
             raise RuntimeError("tether_replay: no record was set")  # a bug in load_env_state
@@ -115,13 +118,15 @@ class _Replayable(gym.Wrapper[Any, Any, Any, Any]):
             generator.bit_generator.state = start["rng"]
             self.env.unwrapped.np_random = generator
         obs, _ = self.env.reset(seed=start["seed"], options=start["options"])
+        digest = _digest([obs])
         for action in actions:
             obs, *_ = self.env.step(action)
+            _update(digest, obs)
         self._start = dict(start)
         self._actions = [_copy_tree(a) for a in actions]
-        self._last_obs = obs
+        self._digest = digest
         self._autoreset_next = bool(record["autoreset_next"])
-        return _tree_equal(obs, record["last_obs"])
+        return bool(digest.hexdigest() == record["digest"])
 
 
 def _copy_tree(tree: Any) -> Any:
@@ -132,12 +137,22 @@ def _copy_tree(tree: Any) -> Any:
     return np.array(tree, copy=True)
 
 
-def _tree_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_tree_equal(a[k], b[k]) for k in a)
-    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
-        return len(a) == len(b) and all(_tree_equal(x, y) for x, y in zip(a, b, strict=True))
-    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+def _update(digest: Any, tree: Any) -> None:
+    if isinstance(tree, dict):
+        for key in sorted(tree):
+            _update(digest, tree[key])
+    elif isinstance(tree, tuple | list):
+        for value in tree:
+            _update(digest, value)
+    else:
+        digest.update(np.ascontiguousarray(tree).tobytes())
+
+
+def _digest(trees: list[Any]) -> Any:
+    digest = hashlib.blake2b(digest_size=16)
+    for tree in trees:
+        _update(digest, tree)
+    return digest
 
 
 class _MakeEnv:
@@ -231,8 +246,8 @@ def load_env_state(venv: gym.vector.VectorEnv[Any, Any, Any], state: dict[str, A
     """Rebuild the live episodes saved by :func:`env_state` in a fresh (reset) vector env.
 
     Each env replays its episode from the recorded start; the observation normaliser gets the saved
-    statistics. Warns (``RuntimeWarning``) naming the rows whose replay ended elsewhere (an env
-    whose episodes are not determined by its seed and actions): those rows continue from the
+    statistics. Warns (``RuntimeWarning``) naming the rows whose replay gave other observations (an
+    env whose episodes are not determined by its seed and actions): those rows continue from the
     replayed state.
 
     Raises:
@@ -246,7 +261,7 @@ def load_env_state(venv: gym.vector.VectorEnv[Any, Any, Any], state: dict[str, A
     if not same.all():
         warnings.warn(
             f"resume: env rows {format_rows(np.flatnonzero(~same))} did not replay to the saved"
-            " observation (the env is not determined by its seed and actions); they continue from"
+            " observations (the env is not determined by its seed and actions); they continue from"
             " the replayed state, so the resumed run is not bit-identical", RuntimeWarning, stacklevel=2)
     norm = obs_normalizer(venv)
     rms = state["obs_rms"]
