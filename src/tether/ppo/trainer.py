@@ -302,6 +302,9 @@ class RecurrentPPO:
         source = Path(path)
         if source.is_dir():
             source = source / "checkpoint.pt"
+        elif not source.exists():
+            raise FileNotFoundError(f"no checkpoint at {source} (expected a run folder holding checkpoint.pt,"
+                                    " or a checkpoint file)")
         data = load_checkpoint(source, required=_CHECKPOINT_KEYS)
         if not isinstance(data["config"], dict) or not isinstance(data["policy"], dict):
             raise CheckpointError(f"{source}: the payload is corrupt (its config or policy is not a table)")
