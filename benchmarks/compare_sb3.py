@@ -41,9 +41,7 @@ import torch
 
 import tether
 import tether.envs  # registers tether/CartPole-NoVel-v0 (also in the --run subprocesses)
-from tether.ppo import PPOConfig
-from tether.ppo import read_metrics
-from tether.ppo import RecurrentPPO
+from tether.ppo import PPOConfig, RecurrentPPO, read_metrics
 
 try:
     import sb3_contrib

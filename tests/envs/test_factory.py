@@ -52,13 +52,15 @@ def test_replay_continues_mid_episode_bit_exactly() -> None:
     live = make_vector_env("tether/CartPole-NoVel-v0", 4, normalize_obs=True)
     live.reset(seed=7)
     pending = _step_until_a_row_is_pending(live, rng)
-    assert pending.any() and not pending.all()
+    assert pending.any()
+    assert not pending.all()
     saved = env_state(live, pending)
     fresh = make_vector_env("tether/CartPole-NoVel-v0", 4, normalize_obs=True)
     fresh.reset(seed=123)
     load_env_state(fresh, saved)
     norm_live, norm_fresh = obs_normalizer(live), obs_normalizer(fresh)
-    assert norm_live is not None and norm_fresh is not None
+    assert norm_live is not None
+    assert norm_fresh is not None
     np.testing.assert_array_equal(norm_fresh.obs_rms.mean, norm_live.obs_rms.mean)
     for _ in range(60):
         actions = rng.integers(2, size=4)

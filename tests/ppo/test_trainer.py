@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from tether.errors import ConfigError
-from tether.ppo import PPOConfig
-from tether.ppo import RecurrentPPO
+from tether.ppo import PPOConfig, RecurrentPPO
 
 
 def tiny(tmp_path: Path, name: str, **overrides: object) -> PPOConfig:

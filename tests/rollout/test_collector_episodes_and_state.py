@@ -33,7 +33,8 @@ def test_state_dict_round_trip_restores_the_live_run() -> None:
     assert target.clock.tick == source.clock.tick == 5
     np.testing.assert_array_equal(target.clock.episode_ids, source.clock.episode_ids)
     np.testing.assert_array_equal(target.venv.autoreset_pending, source.venv.autoreset_pending)
-    assert target.state is not None and source.state is not None
+    assert target.state is not None
+    assert source.state is not None
     torch.testing.assert_close(target.state.h, source.state.h)
     assert target.state.tick == source.state.tick
     np.testing.assert_array_equal(target._obs, source._obs)

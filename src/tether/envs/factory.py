@@ -234,8 +234,8 @@ def env_state(venv: gym.vector.VectorEnv[Any, Any, Any], pending: np.ndarray) ->
     Returns:
         ``{"episodes": [per-env record], "obs_rms": {"mean", "var", "count"} or None}``.
     """
-    records = [dict(r, autoreset_next=bool(p)) for r, p in zip(venv.unwrapped.call("tether_record"), pending,
-                                                                strict=True)]
+    base: Any = venv.unwrapped  # Sync / AsyncVectorEnv: call() reaches each env's recorder
+    records = [dict(r, autoreset_next=bool(p)) for r, p in zip(base.call("tether_record"), pending, strict=True)]
     norm = obs_normalizer(venv)
     rms = None if norm is None else {"mean": np.array(norm.obs_rms.mean), "var": np.array(norm.obs_rms.var),
                                      "count": float(norm.obs_rms.count)}
@@ -256,8 +256,9 @@ def load_env_state(venv: gym.vector.VectorEnv[Any, Any, Any], state: dict[str, A
     episodes = state["episodes"]
     if len(episodes) != venv.num_envs:
         raise ValueError(f"load_env_state: expected {venv.num_envs} env records, got {len(episodes)}")
-    venv.unwrapped.set_attr("tether_restore", list(episodes))
-    same = np.array(venv.unwrapped.call("tether_replay"), dtype=bool)
+    base: Any = venv.unwrapped
+    base.set_attr("tether_restore", list(episodes))
+    same = np.asarray(base.call("tether_replay"), dtype=np.bool_)
     if not same.all():
         warnings.warn(
             f"resume: env rows {format_rows(np.flatnonzero(~same))} did not replay to the saved"

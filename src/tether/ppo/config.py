@@ -31,8 +31,6 @@ Core = Literal["lstm", "gru"]
 Mode = Literal["strict", "warn", "off"]
 
 def _f(default: Any, help: str, **kwargs: Any) -> Any:
-    if isinstance(default, list | dict):
-        return attrs.field(factory=type(default), metadata={"help": help}, **kwargs)
     return attrs.field(default=default, metadata={"help": help}, **kwargs)
 
 
@@ -113,10 +111,12 @@ class PPOConfig:
     # environment
     env_id: str = _f("tether/CartPole-NoVel-v0",
                      "gymnasium id of the task, as gymnasium.make takes it ('module:Id' imports module)")
-    env_imports: list[str] = _f([], "modules to import before making the env (they register its id)")
-    env_kwargs: dict[str, Any] = _f({}, "keyword arguments for the env (a TOML table; flag: key=value)")
+    env_imports: list[str] = attrs.field(
+        factory=list, metadata={"help": "modules to import before making the env (they register its id)"})
+    env_kwargs: dict[str, Any] = attrs.field(
+        factory=dict, metadata={"help": "keyword arguments for the env (a TOML table; flag: key=value)"})
     num_envs: int = _f(8, "parallel environments", validator=_positive)
-    vector: Vector = _f("sync", "vector env kind: sync or async")
+    vector: Literal["sync", "async"] = _f("sync", "vector env kind: sync or async")
     total_steps: int = _f(50_000, "environment steps to train for (all envs together)",
                           validator=_positive)
     seed: int = _f(0, "seed of torch, numpy and the envs")
@@ -145,7 +145,7 @@ class PPOConfig:
     reward_scale: float = _f(1.0, "multiply rewards by this for training (metrics stay unscaled)",
                              validator=_positive)
     # network
-    core: Core = _f("lstm", "recurrent core: lstm or gru")
+    core: Literal["lstm", "gru"] = _f("lstm", "recurrent core: lstm or gru")
     hidden_size: int = _f(64, "recurrent hidden size", validator=_positive)
     num_layers: int = _f(1, "recurrent layers", validator=_positive)
     encoder_size: int = _f(64, "width of the Linear + LayerNorm encoder (0: feed observations to the core)",
@@ -158,7 +158,7 @@ class PPOConfig:
     checkpoint_every: int = _f(10, "write a checkpoint every N updates (and at the end)", validator=_positive)
     eval_episodes: int = _f(20, "episodes of the deterministic evaluation at the end", validator=_positive)
     progress: bool = _f(True, "show a progress bar")
-    mode: Mode = _f("warn", "tether check mode: strict, warn or off")
+    mode: Literal["strict", "warn", "off"] = _f("warn", "tether check mode: strict, warn or off")
 
     def __attrs_post_init__(self) -> None:
         hints = typing.get_type_hints(PPOConfig)
@@ -204,7 +204,7 @@ class PPOConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> PPOConfig:
-        """The tuned settings of one of tether's tasks (see :data:`tether.ppo.presets.PRESETS`), with overrides.
+        """The tuned settings of one of tether's tasks (:data:`~tether.ppo.presets.PRESETS`), with overrides.
 
         Raises:
             ConfigError: for an unknown preset name (or a bad override).

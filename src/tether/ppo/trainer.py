@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -111,7 +111,8 @@ class RecurrentPPO:
                 f"action_masks: masks apply to discrete actions, but {config.env_id} has the action space"
                 f" {self.venv.single_action_space}; drop --action-masks for this task"
             )
-        self.policy: Any = policy if policy is not None else self._build_policy()
+        # A module following RecurrentPolicy: the protocol's methods and nn.Module's both.
+        self.policy: Any = cast(Any, policy if policy is not None else self._build_policy())
         self.policy.to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5,
                                           foreach=True)
@@ -224,7 +225,7 @@ class RecurrentPPO:
                     loss_mask=mb.loss_mask, clip_range=c.clip_range, clip_range_vf=c.clip_range_vf,
                     vf_coef=c.vf_coef, ent_coef=c.ent_coef, normalize_advantage=c.normalize_advantage)
                 self.optimizer.zero_grad(set_to_none=True)
-                losses.loss.backward()
+                losses.loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
                 nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 self.optimizer.step()
                 parts = losses._asdict()
