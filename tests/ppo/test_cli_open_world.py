@@ -136,6 +136,6 @@ def test_unseeded_env_resume_names_the_rows_that_differ(toys: Path, tmp_path: Pa
     run = tmp_path / "run"
     assert main(["train", "--env-id", "tether_toys:toys/Unseeded-v0", "--env-kwarg", "num_cues=1000",
                  *TINY, "--total-steps", "16", "--run-dir", str(run), "--no-eval"]) == 0
-    with pytest.warns(RuntimeWarning, match=r"env rows \[.*\] did not replay to the saved observations"):
+    with pytest.warns(RuntimeWarning, match=r"restoring the envs: rows \[.*\] did not replay to the saved observations"):
         assert main(["train", "--resume", str(run), "--total-steps", "32", "--no-eval"]) == 0
     capsys.readouterr()

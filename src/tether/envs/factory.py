@@ -261,7 +261,7 @@ def load_env_state(venv: gym.vector.VectorEnv[Any, Any, Any], state: dict[str, A
     same = np.asarray(base.call("tether_replay"), dtype=np.bool_)
     if not same.all():
         warnings.warn(
-            f"resume: env rows {format_rows(np.flatnonzero(~same))} did not replay to the saved"
+            f"restoring the envs: rows {format_rows(np.flatnonzero(~same))} did not replay to the saved"
             " observations (the env is not determined by its seed and actions); they continue from"
             " the replayed state, so the resumed run is not bit-identical", RuntimeWarning, stacklevel=2)
     norm = obs_normalizer(venv)

@@ -35,8 +35,8 @@ from tether.rollout import RecurrentRolloutBuffer, RolloutCollector
 __all__ = ["RecurrentPPO"]
 
 _CHECKPOINT_KEYS = ("config", "policy", "optimizer", "update", "steps", "elapsed", "rng", "collector", "envs")
-#: What ``resume`` may change: everything else would make it another run.
-RESUMABLE = frozenset({"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"})
+# What `resume` may change: everything else would make it another run.
+_RESUMABLE = frozenset({"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"})
 
 
 def _has_discrete(space: gym.Space[Any]) -> bool:
@@ -277,7 +277,9 @@ class RecurrentPPO:
             "steps": self.steps,
             "elapsed": self._logger.elapsed if self._logger is not None else self._elapsed,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(legacy=False),
-                    "python": random.getstate(), "generator": self.generator.get_state()},
+                    "python": random.getstate(), "generator": self.generator.get_state(),
+                    # actions sampled on a GPU draw from its generator
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "collector": self.collector.state_dict(),
             "envs": env_state(self.venv, self.collector.venv.autoreset_pending),
         }
@@ -336,6 +338,8 @@ class RecurrentPPO:
             np.random.set_state(rng["numpy"])
             random.setstate(_as_tuples(rng["python"]))
             self.generator.set_state(rng["generator"])
+            if rng.get("cuda") and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(rng["cuda"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
             raise CheckpointError(f"{source}: the payload is corrupt ({type(err).__name__}:"
                                   f" {_first_line(err)})") from err
@@ -353,10 +357,10 @@ class RecurrentPPO:
                 (only ``total_steps``, ``progress``, ``checkpoint_every``, ``eval_episodes`` and
                 ``mode`` may change).
         """
-        changed = sorted(set(overrides) - RESUMABLE)
+        changed = sorted(set(overrides) - _RESUMABLE)
         if changed:
             raise ConfigError(
-                f"resume: the settings {changed} cannot change mid-run (only {sorted(RESUMABLE)})")
+                f"resume: the settings {changed} cannot change mid-run (only {sorted(_RESUMABLE)})")
         return cls.load(run_dir, **overrides)
 
     def close(self) -> None:
