@@ -29,6 +29,7 @@ from tether.errors import ConfigError, format_rows
 
 __all__ = ["env_state", "import_env_modules", "load_env_state", "make_vector_env", "obs_normalizer"]
 
+
 def import_env_modules(modules: Sequence[str]) -> None:
     """Import each module (it registers its env ids with gymnasium on import).
 

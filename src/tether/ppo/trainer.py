@@ -4,8 +4,9 @@ One update: collect ``n_steps × num_envs`` steps with no autograd graph, comput
 truncation, none on termination), then ``n_epochs`` passes over shuffled minibatches of
 env-sequences. Each minibatch replays its sequences from the stored state snapshots with the
 current weights (``evaluate_actions`` restarts rows at their episode starts), so hidden states are
-recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic and a resumed run
-continues exactly as an uninterrupted one would (with sync vector envs).
+recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic, hold tensors and
+plain data only, and a resumed run continues exactly as an uninterrupted one would (the envs'
+live episodes are replayed: see ``tether.envs.factory`` and docs/training.md).
 """
 
 from __future__ import annotations
