@@ -140,3 +140,16 @@ def test_a_library_bug_keeps_its_traceback(bug: type[Exception], tmp_path: Path,
     monkeypatch.setattr(RecurrentPPO, "train", broken)
     with pytest.raises(bug, match="deep inside"):
         main(["train", *TINY, "--run-dir", str(tmp_path / "run")])
+
+
+def test_plot_of_unplottable_runs_is_one_line(run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown metric or a malformed metrics file: one line naming it, exit 2."""
+    assert main(["plot", str(run), "--metric", "no_such_metric", "--out", str(tmp_path / "x.png")]) == 2
+    assert "no run has any 'no_such_metric' records to plot" in _one_error_line(capsys.readouterr().err, "plot")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metrics.jsonl").write_text('{"step": 1}\nnot json\n', encoding="utf-8")
+    assert main(["plot", str(broken)]) == 2
+    assert "metrics.jsonl:2: not a JSON record" in _one_error_line(capsys.readouterr().err, "plot")
+    assert not (tmp_path / "x.png").exists()

@@ -236,7 +236,8 @@ def env_state(venv: gym.vector.VectorEnv[Any, Any, Any], pending: np.ndarray) ->
         ``{"episodes": [per-env record], "obs_rms": {"mean", "var", "count"} or None}``.
     """
     base: Any = venv.unwrapped  # Sync / AsyncVectorEnv: call() reaches each env's recorder
-    records = [dict(r, autoreset_next=bool(p)) for r, p in zip(base.call("tether_record"), pending, strict=True)]
+    episodes = base.call("tether_record")
+    records = [dict(r, autoreset_next=bool(p)) for r, p in zip(episodes, pending, strict=True)]
     norm = obs_normalizer(venv)
     rms = None if norm is None else {"mean": np.array(norm.obs_rms.mean), "var": np.array(norm.obs_rms.var),
                                      "count": float(norm.obs_rms.count)}
