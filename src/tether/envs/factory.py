@@ -207,8 +207,8 @@ def make_vector_env(
     """
     _check_env_id(env_id, env_imports)
     fns = [_MakeEnv(env_id, env_kwargs or {}, env_imports) for _ in range(num_envs)]
-    # Build one env here first, so a bad kwarg fails in this process with one clear line.
-    fns[0]().close()
+    if vector == "async":  # a worker's error would arrive as a traceback: fail here, in one line
+        fns[0]().close()
     venv: gym.vector.VectorEnv[Any, Any, Any] = (
         gym.vector.AsyncVectorEnv(fns) if vector == "async" else gym.vector.SyncVectorEnv(fns))
     if normalize_obs:
