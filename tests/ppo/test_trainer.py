@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tether.errors import ConfigError
+from tether.errors import CheckpointError, ConfigError
 from tether.ppo import PPOConfig, RecurrentPPO
 
 
@@ -155,3 +155,16 @@ def test_checkpoint_is_tensors_and_plain_data(tmp_path: Path) -> None:
     walk(data)
     assert set(data["envs"]) == {"episodes", "obs_rms"}
     assert len(data["envs"]["episodes"]) == 2
+
+
+def test_a_checkpoint_with_a_non_tensor_weight_is_refused(tmp_path: Path) -> None:
+    """A weight that is not a tensor is named, as a layout mismatch (CheckpointError)."""
+    trainer = RecurrentPPO(tiny(tmp_path, "n"))
+    trainer.train(max_updates=1)
+    trainer.close()
+    data = torch.load(tmp_path / "n" / "checkpoint.pt", weights_only=True)
+    name = next(iter(data["policy"]))
+    data["policy"][name] = "not a tensor"
+    torch.save(data, tmp_path / "n" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=rf"1 of another shape \(e.g. {name} str vs \["):
+        RecurrentPPO.load(tmp_path / "n")

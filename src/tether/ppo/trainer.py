@@ -65,8 +65,11 @@ def _layout_mismatch(saved: dict[str, Any], expected: dict[str, torch.Tensor]) -
     """One line saying how a saved state dict differs from the network's (None when it fits)."""
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
-    shapes = [f"{k} {list(saved[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
-              if k in saved and (not isinstance(saved[k], torch.Tensor) or saved[k].shape != v.shape)]
+    def shape(value: Any) -> str:
+        return str(list(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+    shapes = [f"{k} {shape(saved[k])} vs {list(v.shape)}" for k, v in expected.items()
+              if k in saved and shape(saved[k]) != str(list(v.shape))]
     parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
              f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
              f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]
