@@ -41,9 +41,7 @@ import torch
 
 import tether
 import tether.envs  # registers tether/CartPole-NoVel-v0 (also in the --run subprocesses)
-from tether.config import PPOConfig
-from tether.metrics import read_metrics
-from tether.ppo import RecurrentPPO
+from tether.ppo import PPOConfig, RecurrentPPO, read_metrics
 
 try:
     import sb3_contrib
@@ -369,7 +367,7 @@ def plot(runs: list[dict[str, Any]], path: Path, args: Args) -> bool:
 # profile
 # (label, file suffix, function name) of the stages reported in the profile breakdown
 _STAGES = (
-    ("train (whole run)", "tether/ppo.py", "train"),
+    ("train (whole run)", "tether/ppo/trainer.py", "train"),
     ("  collect rollouts", "rollout/collector.py", "collect"),
     ("    policy.act", "nets/actor_critic.py", "act"),
     ("    TrackedVectorEnv.step", "rollout/vec.py", "step"),
@@ -377,16 +375,16 @@ _STAGES = (
     ("    buffer.add", "rollout/buffer.py", "add"),
     ("    policy.value (bootstrap, last)", "nets/actor_critic.py", "value"),
     ("  compute_advantages (GAE)", "rollout/buffer.py", "compute_advantages"),
-    ("  _optimise", "tether/ppo.py", "_optimise"),
+    ("  _optimise", "tether/ppo/trainer.py", "_optimise"),
     ("    buffer.minibatches", "rollout/buffer.py", "minibatches"),
     ("    evaluate_actions", "nets/actor_critic.py", "evaluate_actions"),
     ("      unroll", "tether/sequence.py", "unroll"),
-    ("    _losses", "tether/ppo.py", "_losses"),
+    ("    ppo_loss", "tether/ppo/loss.py", "ppo_loss"),
     ("    backward", "torch/_tensor.py", "backward"),
     ("    clip_grad_norm_", "nn/utils/clip_grad.py", "clip_grad_norm_"),
     ("    Adam.step", "torch/optim/adam.py", "step"),
-    ("  save (checkpoints)", "tether/ppo.py", "save"),
-    ("  MetricsLogger.log", "tether/metrics.py", "log"),
+    ("  save (checkpoints)", "tether/ppo/trainer.py", "save"),
+    ("  MetricsLogger.log", "tether/ppo/metrics.py", "log"),
 )
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tether.config import PRESETS, PPOConfig
-from tether.ppo import RecurrentPPO
+from tether.ppo import PRESETS, PPOConfig, RecurrentPPO
 
 RESULTS = Path(__file__).resolve().parent / "results" / "learning"
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.config import PPOConfig
-from tether.ppo import RecurrentPPO
+from tether.ppo import PPOConfig, RecurrentPPO
 
 pytestmark = pytest.mark.slow
 

@@ -63,7 +63,7 @@ _LAZY = {
     "TrackedRNN": "tether.tracking",
     "track": "tether.tracking",
     "FactoredRecurrentActorCritic": "tether.nets",
-    "PPOConfig": "tether.config",
+    "PPOConfig": "tether.ppo",
     "RecurrentPPO": "tether.ppo",
 }
 

@@ -1,9 +1,14 @@
-"""The ``tether`` command: ``train``, ``eval`` and ``plot``.
+"""The ``tether`` command: ``train``, ``eval`` and ``plot`` (also ``python -m tether``).
 
-``tether train`` takes every :class:`~tether.config.PPOConfig` setting as a flag (``--n-steps 64``)
-and from a TOML file (``--config run.toml``; flags win); ``--resume RUN_DIR`` continues a run from
-its last checkpoint. ``tether eval CHECKPOINT`` runs deterministic episodes; ``tether plot RUN ...``
-draws learning curves of one or more runs side by side.
+``tether train`` takes every :class:`~tether.ppo.PPOConfig` setting as a flag (``--n-steps 64``),
+built from the setting's type, and from a TOML file (``--config run.toml``; flags win);
+``--resume RUN_DIR`` continues a run from its last checkpoint, in RUN_DIR wherever it now is.
+``tether eval CHECKPOINT`` runs deterministic episodes; ``tether plot RUN ...`` draws learning
+curves of one or more runs side by side.
+
+A user's mistake (a bad setting, an unknown env id, a missing or foreign checkpoint, a missing
+path: :class:`~tether.errors.TetherError` and ``FileNotFoundError``) prints one line to stderr
+and exits with status 2. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,48 +16,102 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn
 
-import attrs
+from tether.errors import ConfigError, TetherError
+from tether.ppo.config import PPOConfig, merge_settings
+from tether.ppo.presets import PRESETS
 
-from tether.config import PRESETS, ConfigError, PPOConfig
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 __all__ = ["main"]
 
 
-def _parse_optional_float(text: str) -> float | None:
-    if text.lower() in ("none", "null", ""):
-        return None
-    return float(text)
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _optional(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its errors
+    return parse
+
+
+def _literal(text: str) -> Any:
+    """A TOML (or JSON) literal: ``3``, ``0.5``, ``true``, ``"x"``, ``[1, 2]``; else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), _literal(value)
+
+
+def _flag_options(hint: Any) -> dict[str, Any]:
+    """argparse options for a setting of type ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if origin is Literal:
+        return {"choices": list(args), "type": type(args[0])}
+    if hint in (int, float, str):
+        return {"type": hint}
+    if type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
+    if origin is list:
+        return {"action": "append", "type": str, "metavar": "NAME"}
+    if origin is dict:
+        return {"action": "append", "type": _key_value, "metavar": "KEY=VALUE"}
+    raise TypeError(f"tether cli: no flag for the setting type {hint!r}")  # a new type needs one
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (defaults shown; also settable in --config TOML)")
-    for field in attrs.fields(PPOConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata['help']} (default: {field.default})"
-        if field.type in (bool, "bool"):
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=help_text)
-        elif field.type in ("float | None",):
-            group.add_argument(flag, dest=field.name, type=_parse_optional_float, default=None,
-                               metavar="FLOAT|none", help=help_text)
-        else:
-            kind = {"int": int, "float": float}.get(str(field.type), str)
-            group.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)
+    defaults = PPOConfig()
+    for name, hint in PPOConfig.field_types().items():
+        options = _flag_options(hint)
+        flag = "--" + name.replace("_", "-")
+        flags = [flag]
+        if options.get("action") == "append":  # repeatable: one item per flag, named in the singular
+            flags = [flag.removesuffix("s"), flag]
+        field = next(f for f in PPOConfig.__attrs_attrs__ if f.name == name)
+        help_text = f"{field.metadata['help']} (default: {getattr(defaults, name)!r})"
+        if options.get("action") == "append":
+            help_text += "; repeatable"
+        group.add_argument(*flags, dest=name, default=None, help=help_text, **options)
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tether", description="Recurrent PPO with checked hidden states.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="tether", description="Recurrent PPO with checked hidden states.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train RecurrentPPO (default task: tether/CartPole-NoVel-v0)")
     train.add_argument("--config", type=Path, help="TOML file of settings (top level or a [train] table)")
     train.add_argument("--preset", choices=sorted(PRESETS),
                        help="tuned settings for one of tether's tasks (flags still win)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue the run saved in RUN_DIR (it keeps its settings and env)")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     _add_config_flags(train)
 
@@ -61,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=20, help="episodes to run (default: 20)")
     evaluate.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation envs")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    evaluate.add_argument("--json", action="store_true", help="print every return as JSON instead")
 
     plot = sub.add_parser("plot", help="plot learning curves of runs side by side to a PNG")
     plot.add_argument("runs", type=Path, nargs="+", help="run folders (or metrics.jsonl files)")
@@ -69,57 +129,83 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (repeated ``--env-kwarg`` pairs as one table)."""
+    out: dict[str, Any] = {}
+    for name, hint in PPOConfig.field_types().items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        out[name] = dict(value) if typing.get_origin(hint) is dict else value
+    return out
+
+
+def _summary_line(result: Any) -> str:
+    kind = "deterministic" if result["deterministic"] else "stochastic"
+    return (f"evaluation ({result['episodes']} episodes, {kind}): mean return"
+            f" {result['mean_return']:.3g} +- {result['std_return']:.3g}")
+
+
 def _train(args: argparse.Namespace) -> int:
     from tether.ppo import RecurrentPPO  # noqa: PLC0415 (keeps `tether --help` fast)
 
-    overrides = {f.name: getattr(args, f.name) for f in attrs.fields(PPOConfig)
-                 if getattr(args, f.name) is not None}
+    overrides = _overrides(args)
     if args.resume is not None:
+        if args.config is not None or args.preset is not None:
+            raise ConfigError("--resume continues a run with its own settings; drop --config / --preset")
         trainer = RecurrentPPO.resume(args.resume, **overrides)
     elif args.config is not None:
-        if args.preset:
-            overrides = {**PRESETS[args.preset], **overrides}
-        trainer = RecurrentPPO(PPOConfig.from_toml(args.config, **overrides))
+        base = PRESETS[args.preset] if args.preset else {}
+        trainer = RecurrentPPO(PPOConfig.from_toml(args.config, **merge_settings(base, overrides)))
     elif args.preset is not None:
         trainer = RecurrentPPO(PPOConfig.from_preset(args.preset, **overrides))
     else:
         trainer = RecurrentPPO(PPOConfig.from_dict(overrides, source="flags"))
     try:
         summary = trainer.train()
+        print(f"trained {summary['steps']} steps in {summary['time']:.1f} s"
+              f" ({summary['steps_per_second']:.0f} steps/s); run folder: {trainer.run_dir}")
+        if not args.no_eval:
+            result = trainer.evaluate(trainer.config.eval_episodes)
+            print(_summary_line(result))
+            (trainer.run_dir / "eval.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     finally:
         trainer.close()
-    print(f"trained {summary['steps']} steps in {summary['time']:.1f} s"
-          f" ({summary['steps_per_second']:.0f} steps/s); run folder: {trainer.run_dir}")
-    if not args.no_eval:
-        result = trainer.evaluate(trainer.config.eval_episodes)
-        print(f"evaluation ({result['episodes']} episodes, deterministic): mean return"
-              f" {result['mean_return']:.1f} +- {result['std_return']:.1f}")
-        (trainer.run_dir / "eval.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    from tether.plotting import plot_runs  # noqa: PLC0415
+    _draw_curves(trainer.run_dir)
+    return 0
+
+
+def _draw_curves(run_dir: Path) -> None:
+    from tether.ppo.metrics import RunFolderError  # noqa: PLC0415
+    from tether.ppo.plotting import MissingDependencyError, plot_runs  # noqa: PLC0415
 
     try:
-        png = plot_runs([trainer.run_dir], trainer.run_dir / "curves.png")
-    except ValueError:
+        png = plot_runs([run_dir], run_dir / "curves.png")
+    except MissingDependencyError as err:
+        print(f"tether train: note: no learning curve drawn ({err}); the run's results are written",
+              file=sys.stderr)
+    except RunFolderError:
         print("learning curve: none yet (no episode finished during training)")
     else:
         print(f"learning curve: {png}")
-    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from tether.ppo import RecurrentPPO  # noqa: PLC0415
 
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: expected at least 1, got {args.episodes}")
     trainer = RecurrentPPO.load(args.checkpoint, progress=False)
     try:
         result = trainer.evaluate(args.episodes, seed=args.seed, deterministic=not args.stochastic)
     finally:
         trainer.close()
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if args.json else _summary_line(result))
     return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from tether.plotting import plot_runs  # noqa: PLC0415
+    from tether.ppo.plotting import plot_runs  # noqa: PLC0415
 
     out = args.out or (args.runs[0] if args.runs[0].is_dir() else args.runs[0].parent) / "curves.png"
     print(plot_runs(args.runs, out, metric=args.metric))
@@ -129,15 +215,19 @@ def _plot(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tether`` command line; return the exit status.
 
-    Bad input (an unknown setting, a missing or foreign checkpoint, an unknown env id) prints one
-    clear line to stderr and exits with status 2; nothing on disk is touched.
+    A user's mistake (a :class:`~tether.errors.TetherError`: an unknown setting or env id, a
+    foreign or corrupt checkpoint, ...; or a missing path) prints one clear line to stderr and
+    exits with status 2, touching nothing on disk. Any other exception is a bug: it propagates
+    with its traceback.
     """
     args = _build_parser().parse_args(argv)
-    handlers: dict[str, Any] = {"train": _train, "eval": _eval, "plot": _plot}
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {"train": _train, "eval": _eval,
+                                                                "plot": _plot}
     try:
         return int(handlers[args.command](args))
-    except (ConfigError, FileNotFoundError, ValueError, TypeError) as err:
-        print(f"tether {args.command}: error: {err}", file=sys.stderr)
+    except (TetherError, FileNotFoundError) as err:
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"tether {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

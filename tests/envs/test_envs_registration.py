@@ -13,8 +13,8 @@ from tether.envs import ENV_IDS, MaskObservation, RecallEnv
 
 
 def test_public_names() -> None:
-    """The package exports exactly the mask wrapper, the recall env and the id list."""
-    assert sorted(tether.envs.__all__) == ["ENV_IDS", "MaskObservation", "RecallEnv"]
+    """The package exports exactly the mask wrapper, the recall env, the id list and the env factory."""
+    assert sorted(tether.envs.__all__) == ["ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"]
     assert ENV_IDS == ("tether/CartPole-NoVel-v0", "tether/Pendulum-NoVel-v0", "tether/Recall-v0")
 
 

@@ -16,6 +16,9 @@ id                              task                                        epis
 Keyword arguments to ``gymnasium.make`` go to the env (``delay=16`` for Recall, ``g=9.81`` for
 Pendulum).
 
+:func:`make_vector_env` makes a vector env of any id ``gymnasium.make`` takes (``module:Id``
+included), importing the modules that register ids first and passing env kwargs.
+
 Example:
     >>> import gymnasium as gym
     >>> import tether.envs
@@ -30,10 +33,11 @@ from typing import Any
 
 import gymnasium as gym
 
+from tether.envs.factory import make_vector_env
 from tether.envs.masking import MaskObservation
 from tether.envs.recall import RecallEnv
 
-__all__ = ["ENV_IDS", "MaskObservation", "RecallEnv"]
+__all__ = ["ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"]
 
 ENV_IDS: tuple[str, ...] = (
     "tether/CartPole-NoVel-v0",

@@ -10,11 +10,15 @@ The loop it runs, once per step (the same loop a user can write with :class:`Tra
 
 Everything runs under ``torch.no_grad()``: no autograd graph is built during collection, even for
 a policy whose parameters require grad, so memory stays flat however many episodes pass.
+
+:meth:`RolloutCollector.run_episodes` runs the same step without a buffer, for evaluation, and
+:meth:`~RolloutCollector.state_dict` / :meth:`~RolloutCollector.load_state_dict` save and restore
+the live run (state, clock, last observation, tallies) as plain data, without the envs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -24,7 +28,7 @@ import torch
 from tether.clock import EpisodeClock
 from tether.errors import StateMismatchError, format_rows
 from tether.policy import ActResult, RecurrentPolicy
-from tether.rollout._obs import Tree, nonfinite_rows, to_tensor
+from tether.rollout._obs import Tree, copy_tree, nonfinite_rows, to_tensor
 from tether.rollout.buffer import RecurrentRolloutBuffer
 from tether.rollout.vec import TrackedVectorEnv, VecStep
 from tether.state import RecurrentState
@@ -208,16 +212,117 @@ class RolloutCollector:
                 " The step is stored; fix the env's observations"
             )
 
-    def _record(self, step: VecStep) -> None:
+    def _record(self, step: VecStep) -> list[tuple[int, float]]:
         counted = step.valid
         self._ep_return[counted] += step.reward[counted]
         self._ep_length[counted] += 1
+        ended = []
         for row in np.flatnonzero(step.done):
+            ended.append((int(row), float(self._ep_return[row])))
             self.episode_returns.append(float(self._ep_return[row]))
             self.episode_lengths.append(int(self._ep_length[row]))
             self._ep_return[row] = 0.0
             self._ep_length[row] = 0
             self.num_episodes += 1
+        return ended
+
+    # ----------------------------------------------------------------------------------------
+    def run_episodes(self, counts: Sequence[int], *, seed: int | None = None,
+                     deterministic: bool = True) -> list[float]:
+        """Reset the envs, run whole episodes without storing them, and return their returns.
+
+        Env row ``i`` contributes its first ``counts[i]`` episodes (so short episodes are not
+        over-counted); returns are listed in the order the episodes end. The step is the one
+        :meth:`collect` takes (same observation conversion, masks and checks), with no buffer.
+
+        Args:
+            counts: episodes per env row ``[E]``.
+            seed: passed to ``env.reset``.
+            deterministic: take the policy's most likely action instead of sampling.
+
+        Raises:
+            ValueError: when ``counts`` is not one non-negative count per env row.
+        """
+        wanted = np.asarray(counts, dtype=np.int64)
+        if wanted.shape != (self.num_envs,) or (wanted < 0).any():
+            raise ValueError(f"RolloutCollector.run_episodes: expected {self.num_envs} counts >= 0 (one per"
+                             f" env row), got {wanted.tolist()}")
+        self.reset(seed)
+        finished = np.zeros(self.num_envs, dtype=np.int64)
+        returns: list[float] = []
+        with torch.no_grad():
+            while (finished < wanted).any():
+                state = self.state
+                assert state is not None
+                obs = self._obs_tensor(self._obs, "observation")
+                result = self.policy.act(obs, state, self._masks(self._obs, self._info), deterministic)
+                self._check_act(result)
+                step = self.venv.step(self.policy.env_actions(result.actions))
+                self.state = result.state.reset(step.episode_starts)
+                self._obs, self._info, self._starts = step.obs, step.info, step.episode_starts
+                for row, ret in self._record(step):
+                    if finished[row] < wanted[row]:
+                        returns.append(ret)
+                        finished[row] += 1
+        self.state = None  # the next collect() starts from a reset
+        return returns
+
+    # ----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The live run as plain data (numpy arrays, tensors, numbers): no env, no policy.
+
+        Holds the hidden state (``RecurrentState.state_dict``), the clock
+        (``EpisodeClock.state_dict``), the last observation and episode starts, the rows whose next
+        step is an autoreset, the action-mask entries of the last info, and the episode tallies.
+        The envs themselves are the caller's to save (see ``tether.envs.factory.env_state``).
+        """
+        info: dict[str, Any] = {}
+        if isinstance(self.action_mask, str) and self.action_mask in self._info:
+            key = self.action_mask
+            info = {key: np.asarray(self._info[key]).copy()}
+            if f"_{key}" in self._info:
+                info[f"_{key}"] = np.asarray(self._info[f"_{key}"]).copy()
+        return {
+            "state": None if self.state is None else self.state.state_dict(),
+            "clock": self.clock.state_dict(),
+            "obs": copy_tree(self._obs) if self._obs is not None else None,
+            "starts": self._starts.copy(),
+            "pending": self.venv.autoreset_pending,
+            "info": info,
+            "masks_seen": self._masks_seen,
+            "ep_return": self._ep_return.copy(),
+            "ep_length": self._ep_length.copy(),
+            "num_episodes": self.num_episodes,
+            "total_steps": self.total_steps,
+        }
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        """Continue the run saved by :meth:`state_dict` in this collector's (fresh) envs.
+
+        Resets the envs (so they accept steps), then restores the clock, the hidden state bound to
+        it, the last observation and the tallies. Restore the envs' own episodes afterwards (e.g.
+        ``tether.envs.factory.load_env_state``); the observation fed next is the saved one.
+
+        Raises:
+            ValueError: when ``data`` is for another number of envs.
+        """
+        if len(data["starts"]) != self.num_envs:
+            raise ValueError(f"RolloutCollector.load_state_dict: expected a run of {self.num_envs} envs,"
+                             f" got one of {len(data['starts'])}")
+        self.venv.reset(seed=self._seed)
+        self.clock.load_state_dict(data["clock"])
+        # The wrapper reports a start on a pending row's next step; a fresh one knows of none yet.
+        self.venv._pending = np.asarray(data["pending"], dtype=bool).copy()
+        self.state = (None if data["state"] is None else
+                      RecurrentState.from_state_dict(data["state"], clock=self.clock, device=self.device))
+        self._obs = data["obs"]
+        self._info = dict(data["info"])
+        self._starts = np.asarray(data["starts"], dtype=bool).copy()
+        self._masks_seen = bool(data["masks_seen"])
+        self._ep_return = np.asarray(data["ep_return"], dtype=np.float64).copy()
+        self._ep_length = np.asarray(data["ep_length"], dtype=np.int64).copy()
+        self.num_episodes = int(data["num_episodes"])
+        self.total_steps = int(data["total_steps"])
 
     # ----------------------------------------------------------------------------------------
     def _obs_tensor(self, obs: Tree, what: str) -> Tree:

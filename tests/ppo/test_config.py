@@ -1,4 +1,4 @@
-"""Tests for tether.config.PPOConfig."""
+"""Tests for tether.ppo.config.PPOConfig."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.config import ConfigError, PPOConfig
+from tether.errors import ConfigError
+from tether.ppo import PPOConfig
 
 
 def test_defaults_are_the_cartpole_novel_setup() -> None:
@@ -61,10 +62,51 @@ def test_toml_file_with_overrides(tmp_path: Path) -> None:
 
 def test_presets() -> None:
     """Each preset builds a valid config for its task; overrides win; unknown names are refused."""
-    from tether.config import PRESETS  # noqa: PLC0415
+    from tether.ppo import PRESETS  # noqa: PLC0415
 
     for name in PRESETS:
         assert PPOConfig.from_preset(name).env_id.startswith("tether/")
     assert PPOConfig.from_preset("recall", seed=7).seed == 7
     with pytest.raises(ConfigError, match=r"unknown preset 'atari'; expected one of \['cartpole'"):
         PPOConfig.from_preset("atari")
+
+
+def test_choices_are_literal_types() -> None:
+    """core, vector and mode are Literal types (the CLI's choices come from them); device stays str."""
+    import typing  # noqa: PLC0415
+
+    types = PPOConfig.field_types()
+    assert typing.get_args(types["core"]) == ("lstm", "gru")
+    assert typing.get_args(types["vector"]) == ("sync", "async")
+    assert typing.get_args(types["mode"]) == ("strict", "warn", "off")
+    assert types["device"] is str
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"num_envs": "8"}, "num_envs: expected an integer, got '8'"),
+        ({"normalize_obs": 1}, "normalize_obs: expected true or false, got 1"),
+        ({"learning_rate": "fast"}, "learning_rate: expected a number, got 'fast'"),
+        ({"target_kl": "x"}, "target_kl: expected a number, got 'x'"),
+        ({"env_imports": "pkg"}, "env_imports: expected a list of strings, got 'pkg'"),
+        ({"env_kwargs": {"f": object}}, "env_kwargs: expected a table of plain values"),
+        ({"vector": "threads"}, r"vector: expected one of \['sync', 'async'\], got 'threads'"),
+    ],
+)
+def test_wrongly_typed_values_are_refused(settings: dict, match: str) -> None:
+    """A value of the wrong type (e.g. from TOML) is refused naming the setting and the type."""
+    with pytest.raises(ConfigError, match=match):
+        PPOConfig.from_dict(settings)
+
+
+def test_env_settings_from_toml_merge_with_overrides(tmp_path: Path) -> None:
+    """env_kwargs merge key by key and env_imports extend when flags add to a TOML file."""
+    path = tmp_path / "run.toml"
+    path.write_text('env_id = "pkg:Their/Task-v0"\nenv_imports = ["a"]\n[env_kwargs]\ndelay = 4\nname = "x"\n',
+                    encoding="utf-8")
+    config = PPOConfig.from_toml(path, env_kwargs={"delay": 8}, env_imports=["b"])
+    assert config.env_id == "pkg:Their/Task-v0"
+    assert config.env_kwargs == {"delay": 8, "name": "x"}
+    assert config.env_imports == ["a", "b"]
+    assert PPOConfig.from_dict(config.to_dict()) == config

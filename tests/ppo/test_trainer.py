@@ -1,4 +1,4 @@
-"""Tests for tether.ppo.RecurrentPPO: reproducibility, resume, metrics and bad input."""
+"""Tests for tether.ppo.trainer.RecurrentPPO: reproducibility, resume, metrics and bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tether.config import ConfigError, PPOConfig
-from tether.ppo import RecurrentPPO
+from tether.errors import CheckpointError, ConfigError
+from tether.ppo import PPOConfig, RecurrentPPO
 
 
 def tiny(tmp_path: Path, name: str, **overrides: object) -> PPOConfig:
@@ -113,3 +113,58 @@ def test_bad_input_is_refused_clearly(tmp_path: Path) -> None:
     trainer.close()
     with pytest.raises(ConfigError, match=r"the settings \['learning_rate'\] cannot change mid-run"):
         RecurrentPPO.resume(tmp_path / "r", learning_rate=0.1)
+
+
+@pytest.mark.parametrize("overrides", [{"normalize_obs": True, "seq_len": 8}, {"vector": "async"},
+                                       {"env_id": "tether/Recall-v0", "env_kwargs": {"delay": 3}}])
+def test_resume_is_exact_across_env_kinds(tmp_path: Path, overrides: dict) -> None:
+    """Normalised observations, async envs and env kwargs resume bit-exactly too (envs are replayed)."""
+    whole = RecurrentPPO(tiny(tmp_path, "whole", **overrides))
+    whole.train()
+    expected = _params(whole)
+    whole.close()
+    first = RecurrentPPO(tiny(tmp_path, "split", **overrides))
+    first.train(max_updates=3)
+    first.close()
+    resumed = RecurrentPPO.resume(tmp_path / "split")
+    resumed.train()
+    for p, q in zip(_params(resumed), expected, strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    resumed.close()
+    assert _records(tmp_path / "split") == _records(tmp_path / "whole")
+
+
+def test_checkpoint_is_tensors_and_plain_data(tmp_path: Path) -> None:
+    """The checkpoint loads with weights_only=True and holds no env, wrapper or callable."""
+    trainer = RecurrentPPO(tiny(tmp_path, "w"))
+    trainer.train(max_updates=1)
+    trainer.close()
+    data = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)
+    allowed = (torch.Tensor, str, int, float, bool, type(None))
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+        else:
+            assert isinstance(value, allowed), type(value)
+
+    walk(data)
+    assert set(data["envs"]) == {"episodes", "obs_rms"}
+    assert len(data["envs"]["episodes"]) == 2
+
+
+def test_a_checkpoint_with_a_non_tensor_weight_is_refused(tmp_path: Path) -> None:
+    """A weight that is not a tensor is named, as a layout mismatch (CheckpointError)."""
+    trainer = RecurrentPPO(tiny(tmp_path, "n"))
+    trainer.train(max_updates=1)
+    trainer.close()
+    data = torch.load(tmp_path / "n" / "checkpoint.pt", weights_only=True)
+    name = next(iter(data["policy"]))
+    data["policy"][name] = "not a tensor"
+    torch.save(data, tmp_path / "n" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=rf"1 of another shape \(e.g. {name} str vs \["):
+        RecurrentPPO.load(tmp_path / "n")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from tether.cli import main
-from tether.metrics import read_metrics
+from tether.ppo import read_metrics
 
 TINY = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
         "--minibatch-envs", "1", "--hidden-size", "8", "--encoder-size", "8", "--no-progress",
@@ -28,8 +29,11 @@ def test_train_eval_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert json.loads((run / "eval.json").read_text())["episodes"] == 2
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
-    assert main(["eval", str(run / "checkpoint.pt"), "--episodes", "3"]) == 0
+    assert main(["eval", str(run / "checkpoint.pt"), "--episodes", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["episodes"] == 3
+    assert main(["eval", str(run), "--episodes", "3"]) == 0
+    assert re.fullmatch(r"evaluation \(3 episodes, deterministic\): mean return \S+ \+- \S+\n",
+                        capsys.readouterr().out)
 
     other = tmp_path / "other"
     assert main(["train", *TINY, "--run-dir", str(other), "--core", "gru", "--no-eval"]) == 0

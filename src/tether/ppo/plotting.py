@@ -1,13 +1,22 @@
-"""Learning curves of one or more runs, side by side, to a PNG (matplotlib, headless)."""
+"""Learning curves of one or more runs, side by side, to a PNG (matplotlib, headless).
+
+matplotlib is optional (``pip install 'tether-rl[plot]'``): without it :func:`plot_runs` raises
+:class:`MissingDependencyError`, which ``tether train`` reports as a one-line notice.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from tether.metrics import read_metrics
+from tether.errors import TetherError
+from tether.ppo.metrics import RunFolderError, read_metrics
 
-__all__ = ["plot_runs"]
+__all__ = ["MissingDependencyError", "plot_runs"]
+
+
+class MissingDependencyError(TetherError, ImportError):
+    """An optional dependency a feature needs is not installed (the message names the extra)."""
 
 
 def plot_runs(
@@ -29,16 +38,17 @@ def plot_runs(
         The path of the PNG.
 
     Raises:
-        ImportError: when matplotlib is not installed (``pip install tether-rl[plot]``).
-        ValueError: when no run has the metric.
+        MissingDependencyError: when matplotlib is not installed (``pip install tether-rl[plot]``).
+        FileNotFoundError: when a run has no metrics file.
+        RunFolderError: when no run has the metric (or a metrics file is malformed).
     """
     try:
         import matplotlib  # noqa: PLC0415 (optional dependency)
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError as err:  # pragma: no cover - matplotlib is in the dev and plot extras
-        raise ImportError("tether plot needs matplotlib: pip install 'tether-rl[plot]'") from err
+    except ImportError as err:
+        raise MissingDependencyError("plotting needs matplotlib: pip install 'tether-rl[plot]'") from err
     names = list(labels) if labels is not None else [Path(r).name if Path(r).is_dir() else Path(r).parent.name
                                                         for r in runs]
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
@@ -53,7 +63,7 @@ def plot_runs(
         by_time.plot([r["time"] for r in records], values, label=name)
     if not plotted:
         plt.close(fig)
-        raise ValueError(f"no run has any {metric!r} records to plot (runs: {', '.join(map(str, runs))})")
+        raise RunFolderError(f"no run has any {metric!r} records to plot (runs: {', '.join(map(str, runs))})")
     by_step.set_xlabel("environment steps")
     by_time.set_xlabel("wall-clock seconds")
     for ax in (by_step, by_time):

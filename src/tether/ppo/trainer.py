@@ -4,74 +4,40 @@ One update: collect ``n_steps × num_envs`` steps with no autograd graph, comput
 truncation, none on termination), then ``n_epochs`` passes over shuffled minibatches of
 env-sequences. Each minibatch replays its sequences from the stored state snapshots with the
 current weights (``evaluate_actions`` restarts rows at their episode starts), so hidden states are
-recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic and a resumed run
-continues exactly as an uninterrupted one would (with sync vector envs).
+recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic, hold tensors and
+plain data only, and a resumed run continues exactly as an uninterrupted one would (the envs'
+live episodes are replayed: see ``tether.envs.factory`` and docs/training.md).
 """
 
 from __future__ import annotations
 
-import copy
-import pickle
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-import tether.envs
-from tether.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tether.config import ConfigError, PPOConfig
-from tether.metrics import MetricsLogger
+from tether.envs.factory import env_state, load_env_state, make_vector_env
+from tether.errors import CheckpointError, ConfigError
 from tether.modes import mode
 from tether.nets import FactoredRecurrentActorCritic
 from tether.nets.memoryless import MemorylessPolicy
-from tether.rollout import RecurrentRolloutBuffer, RolloutCollector, TrackedVectorEnv
+from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
+from tether.ppo.config import PPOConfig
+from tether.ppo.evaluation import EvalSummary, evaluate_policy
+from tether.ppo.loss import ppo_loss
+from tether.ppo.metrics import MetricsLogger
+from tether.rollout import RecurrentRolloutBuffer, RolloutCollector
 
-__all__ = ["RecurrentPPO", "make_vector_env"]
+__all__ = ["RecurrentPPO"]
 
-_CHECKPOINT_KEYS = ("config", "policy", "optimizer", "update", "steps", "elapsed", "rng", "collector")
-
-
-class _MakeEnv:
-    """A picklable env factory (vector envs keep theirs; checkpoints pickle the envs)."""
-
-    def __init__(self, env_id: str, kwargs: dict[str, Any]) -> None:
-        self.env_id, self.kwargs = env_id, kwargs
-
-    def __call__(self) -> gym.Env[Any, Any]:
-        return gym.make(self.env_id, **self.kwargs)
-
-
-def make_vector_env(env_id: str, num_envs: int, *, vector: str = "sync", normalize_obs: bool = False,
-                    env_kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
-    """Make a gymnasium vector env of ``env_id``, with a clear error for an unknown id.
-
-    Raises:
-        ValueError: when ``env_id`` is not registered (the ``tether/`` tasks always are).
-    """
-    try:
-        gym.spec(env_id)
-    except gym.error.Error as err:
-        known = ", ".join(tether.envs.ENV_IDS)
-        raise ValueError(f"unknown env id {env_id!r} ({err}); tether's own tasks: {known}") from err
-    fns = [_MakeEnv(env_id, env_kwargs or {}) for _ in range(num_envs)]
-    venv: gym.vector.VectorEnv = (gym.vector.AsyncVectorEnv(fns) if vector == "async"
-                                  else gym.vector.SyncVectorEnv(fns))
-    if normalize_obs:
-        venv = gym.wrappers.vector.NormalizeObservation(venv)
-    return venv
-
-
-def _obs_stats(venv: Any) -> Any:
-    while venv is not None:
-        if isinstance(venv, gym.wrappers.vector.NormalizeObservation):
-            return venv.obs_rms
-        venv = getattr(venv, "env", None)
-    return None
+_CHECKPOINT_KEYS = ("config", "policy", "optimizer", "update", "steps", "elapsed", "rng", "collector", "envs")
+# What `resume` may change: everything else would make it another run.
+_RESUMABLE = frozenset({"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"})
 
 
 def _has_discrete(space: gym.Space[Any]) -> bool:
@@ -90,18 +56,40 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _layout_mismatch(saved: dict[str, Any], expected: dict[str, torch.Tensor]) -> str | None:
+    """One line saying how a saved state dict differs from the network's (None when it fits)."""
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    def shape(value: Any) -> str:
+        return str(list(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+    shapes = [f"{k} {shape(saved[k])} vs {list(v.shape)}" for k, v in expected.items()
+              if k in saved and shape(saved[k]) != str(list(v.shape))]
+    parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+             f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+             f"{len(shapes)} of another shape (e.g. {shapes[0]})" if shapes else ""]
+    found = "; ".join(p for p in parts if p)
+    return found or None
+
+
 class RecurrentPPO:
     """Recurrent PPO on a gymnasium task, with checked hidden states throughout.
 
     Args:
-        config: every setting (:class:`~tether.config.PPOConfig`).
+        config: every setting (:class:`~tether.ppo.PPOConfig`).
         policy: a policy following :class:`~tether.policy.RecurrentPolicy`; built from the config
             (a :class:`~tether.nets.FactoredRecurrentActorCritic`) when ``None``.
         progress: override ``config.progress``.
 
     Raises:
-        ValueError: for an unknown env id, or a setting the task cannot take (e.g. a Box action
-            space with a discrete-only setting).
+        ConfigError: for an unknown env id (or a module that cannot be imported, or env kwargs the
+            env does not take), or a setting the task cannot take (e.g. a Box action space with a
+            discrete-only setting).
 
     Example::
 
@@ -119,18 +107,20 @@ class RecurrentPPO:
         torch.set_num_threads(config.torch_threads)
         self.device = torch.device(config.device)
         self.venv = make_vector_env(config.env_id, config.num_envs, vector=config.vector,
-                                    normalize_obs=config.normalize_obs)
+                                    normalize_obs=config.normalize_obs, env_kwargs=config.env_kwargs,
+                                    env_imports=config.env_imports)
         if config.action_masks and not _has_discrete(self.venv.single_action_space):
             self.venv.close()
             raise ConfigError(
                 f"action_masks: masks apply to discrete actions, but {config.env_id} has the action space"
                 f" {self.venv.single_action_space}; drop --action-masks for this task"
             )
-        self.policy: Any = policy if policy is not None else self._build_policy()
+        # A module following RecurrentPolicy: the protocol's methods and nn.Module's both.
+        self.policy: Any = cast(Any, policy if policy is not None else self._build_policy())
         self.policy.to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5,
                                           foreach=True)
-        self.collector = RolloutCollector(self.venv, self.policy, config.n_steps,  # type: ignore[arg-type]
+        self.collector = RolloutCollector(self.venv, self.policy, config.n_steps,
                                           chunk_len=config.seq_len or None, device=self.device,
                                           action_mask="action_mask" if config.action_masks else None,
                                           seed=config.seed)
@@ -145,7 +135,7 @@ class RecurrentPPO:
         space = self.venv.single_action_space
         policy: nn.Module = FactoredRecurrentActorCritic(
             self.venv.single_observation_space, space,
-            hidden_sizes=(c.encoder_size,) if c.encoder_size else (), core=c.core,  # type: ignore[arg-type]
+            hidden_sizes=(c.encoder_size,) if c.encoder_size else (), core=c.core,
             core_hidden_size=c.hidden_size, num_layers=c.num_layers, shared_core=c.shared_core,
         )
         return policy if c.recurrent else MemorylessPolicy(policy)
@@ -172,11 +162,12 @@ class RecurrentPPO:
         """
         c = self.config
         self._logger = MetricsLogger(self.run_dir, total_steps=self.num_updates * c.n_steps * c.num_envs,
-                                     progress=self.progress, start_step=self.steps, elapsed=self._elapsed)
+                                     progress=self.progress, start_step=self.steps, elapsed=self._elapsed,
+                                     truncate=self.steps > 0)
         stop = self.num_updates if max_updates is None else min(self.num_updates, self.update + max_updates)
         last_return = None
         try:
-            with mode(c.mode):  # type: ignore[arg-type]
+            with mode(c.mode):
                 while self.update < stop:
                     record = self._one_update()
                     if record.get("ep_return") is not None:
@@ -232,14 +223,19 @@ class RecurrentPPO:
             for mb in buffer.minibatches(num_minibatches, generator=self.generator):
                 out = self.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts,
                                                    mb.initial_state, mb.action_masks)
-                losses = self._losses(mb, out)
+                losses = ppo_loss(
+                    log_probs=out.log_prob, old_log_probs=mb.log_probs, advantages=mb.advantages,
+                    values=out.value, old_values=mb.values, returns=mb.returns, entropy=out.entropy,
+                    loss_mask=mb.loss_mask, clip_range=c.clip_range, clip_range_vf=c.clip_range_vf,
+                    vf_coef=c.vf_coef, ent_coef=c.ent_coef, normalize_advantage=c.normalize_advantage)
                 self.optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
+                losses.loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
                 nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 self.optimizer.step()
+                parts = losses._asdict()
                 for key, values in totals.items():
-                    values.append(float(losses[key]))
-                kls.append(float(losses["approx_kl"]))
+                    values.append(float(parts[key]))
+                kls.append(float(losses.approx_kl))
             if c.target_kl is not None and float(np.mean(kls)) > 1.5 * c.target_kl:
                 break
         assert buffer.returns is not None
@@ -250,95 +246,29 @@ class RecurrentPPO:
         return {**{k: float(np.mean(v)) for k, v in totals.items()}, "epochs": epochs,
                 "explained_variance": explained}
 
-    def _losses(self, mb: Any, out: Any) -> dict[str, torch.Tensor]:
-        c = self.config
-        mask = mb.loss_mask.to(out.log_prob.dtype)
-        count = mask.sum().clamp(min=1.0)
-
-        def mean(x: torch.Tensor) -> torch.Tensor:
-            return (x * mask).sum() / count
-
-        adv = mb.advantages
-        if c.normalize_advantage:
-            centred = adv - mean(adv)
-            adv = centred / (mean(centred.pow(2)).sqrt() + 1e-8)
-        log_ratio = out.log_prob - mb.log_probs
-        ratio = log_ratio.exp()
-        policy_loss = mean(torch.max(-adv * ratio, -adv * ratio.clamp(1 - c.clip_range, 1 + c.clip_range)))
-        value = out.value
-        if c.clip_range_vf is not None:
-            value = mb.values + (value - mb.values).clamp(-c.clip_range_vf, c.clip_range_vf)
-            value_loss = mean(torch.max((out.value - mb.returns).pow(2), (value - mb.returns).pow(2)))
-        else:
-            value_loss = mean((value - mb.returns).pow(2))
-        entropy = mean(out.entropy)
-        loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
-        with torch.no_grad():
-            approx_kl = mean((ratio - 1) - log_ratio)
-            clip_fraction = mean(((ratio - 1).abs() > c.clip_range).to(mask.dtype))
-        return {"loss": loss, "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                "entropy": entropy.detach(), "approx_kl": approx_kl, "clip_fraction": clip_fraction}
-
     # ------------------------------------------------------------------------------------------
     def evaluate(self, episodes: int = 20, *, seed: int = 10_000, deterministic: bool = True,
-                 num_envs: int | None = None) -> dict[str, Any]:
+                 num_envs: int | None = None) -> EvalSummary:
         """Run ``episodes`` full episodes in fresh envs and report their returns.
 
         Episodes are spread evenly over the envs (env ``i`` runs ``(episodes + i) // E`` of them) so
-        short episodes are not over-counted. Observation statistics are frozen.
+        short episodes are not over-counted. Observation statistics are frozen
+        (see :func:`~tether.ppo.evaluation.evaluate_policy`).
 
         Returns:
             ``{"episodes", "mean_return", "std_return", "returns", "deterministic"}``.
         """
-        c = self.config
-        E = max(1, min(num_envs or 8, episodes))
-        venv = make_vector_env(c.env_id, E, normalize_obs=c.normalize_obs)
-        stats = _obs_stats(self.venv)
-        if stats is not None:
-            norm = venv  # the outermost wrapper is the normaliser
-            norm.obs_rms = copy.deepcopy(stats)  # type: ignore[attr-defined]
-            norm.update_running_mean = False  # type: ignore[attr-defined]
-        tracked = TrackedVectorEnv(venv)
-        wanted = np.array([(episodes + i) // E for i in range(E)])
-        done_count = np.zeros(E, dtype=np.int64)
-        running = np.zeros(E)
-        returns: list[float] = []
-        self.policy.eval()
-        with torch.no_grad(), mode(c.mode):  # type: ignore[arg-type]
-            obs, _ = tracked.reset(seed=seed)
-            state = self.policy.initial_state(E, tracked.clock)
-            while (done_count < wanted).any():
-                x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-                result = self.policy.act(x, state, None, deterministic)
-                step = tracked.step(self.policy.env_actions(result.actions))
-                running += np.where(step.valid, step.reward, 0.0)
-                for row in np.flatnonzero(step.done):
-                    if done_count[row] < wanted[row]:
-                        returns.append(float(running[row]))
-                        done_count[row] += 1
-                    running[row] = 0.0
-                state = result.state.reset(step.episode_starts)
-                obs = step.obs
-        tracked.close()
-        return {"episodes": len(returns), "mean_return": float(np.mean(returns)),
-                "std_return": float(np.std(returns)), "returns": returns, "deterministic": deterministic}
+        return evaluate_policy(self.policy, self.config, episodes, seed=seed, deterministic=deterministic,
+                               num_envs=num_envs, obs_stats_from=self.venv, device=self.device)
 
     # ------------------------------------------------------------------------------------------
-    def _collector_blob(self) -> bytes | None:
-        """The collector's live run (envs, state, clock, episode tallies), or None for async envs."""
-        if self.config.vector != "sync":
-            return None
-        policy, buffer = self.collector.policy, self.collector.buffer
-        try:
-            self.collector.policy = None  # type: ignore[assignment]
-            self.collector.buffer = RecurrentRolloutBuffer(
-                buffer.num_steps, buffer.num_envs, chunk_len=buffer.chunk_len, device=buffer.device)
-            return pickle.dumps(self.collector)
-        finally:
-            self.collector.policy, self.collector.buffer = policy, buffer
-
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (the last good one survives a crash mid-write).
+
+        The file holds tensors and plain data only (``torch.load(path, weights_only=True)`` reads
+        it): the settings, the weights, the optimiser, counters, every RNG state, the collector's
+        live run (hidden state, clock, last observation, tallies) and the envs' live episodes as
+        replayable records (start and actions) with the observation statistics.
 
         Returns:
             The path written.
@@ -350,15 +280,21 @@ class RecurrentPPO:
             "update": self.update,
             "steps": self.steps,
             "elapsed": self._logger.elapsed if self._logger is not None else self._elapsed,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate(), "generator": self.generator.get_state()},
-            "collector": self._collector_blob(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(legacy=False),
+                    "python": random.getstate(), "generator": self.generator.get_state(),
+                    # actions sampled on a GPU draw from its generator
+                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
+            "collector": self.collector.state_dict(),
+            "envs": env_state(self.venv, self.collector.venv.autoreset_pending),
         }
         return save_checkpoint(payload, path)
 
     @classmethod
     def load(cls, path: str | Path, *, progress: bool | None = None, **overrides: Any) -> RecurrentPPO:
         """Rebuild a trainer from a checkpoint file (or a run folder holding ``checkpoint.pt``).
+
+        The envs are rebuilt from the recorded id, imports and kwargs, and their live episodes
+        replayed; the run folder is where the checkpoint now is (unless ``run_dir`` is overridden).
 
         Args:
             path: the checkpoint, or its run folder.
@@ -367,52 +303,68 @@ class RecurrentPPO:
 
         Raises:
             FileNotFoundError: when there is no checkpoint there.
-            CheckpointError: for a corrupt or foreign file.
+            CheckpointError: for a corrupt or foreign file, or a network that does not fit.
             ConfigError: for an unknown override or a checkpoint whose settings are not valid.
         """
         source = Path(path)
         if source.is_dir():
             source = source / "checkpoint.pt"
+        elif not source.exists():
+            raise FileNotFoundError(f"no checkpoint at {source} (expected a run folder holding checkpoint.pt,"
+                                    " or a checkpoint file)")
         data = load_checkpoint(source, required=_CHECKPOINT_KEYS)
-        settings = {**data["config"], **overrides}
+        if not isinstance(data["config"], dict) or not isinstance(data["policy"], dict):
+            raise CheckpointError(f"{source}: the payload is corrupt (its config or policy is not a table)")
+        settings = {**data["config"], "run_dir": str(source.parent), **overrides}
         config = PPOConfig.from_dict(settings, source=str(source))
         trainer = cls(config, progress=progress)
         try:
-            trainer.policy.load_state_dict(data["policy"])
-            trainer.optimizer.load_state_dict(data["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(
-                f"{source}: the saved network does not fit its own settings: {err}") from err
-        trainer.update, trainer.steps = int(data["update"]), int(data["steps"])
-        trainer._elapsed = float(data["elapsed"])
-        rng = data["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        trainer.generator.set_state(rng["generator"])
-        if data["collector"] is not None:
-            trainer.venv.close()
-            collector = pickle.loads(data["collector"])
-            collector.policy = trainer.policy
-            collector.buffer = trainer.collector.buffer
-            trainer.collector = collector
-            trainer.venv = collector.venv.env
+            trainer._restore(data, source)
+        except BaseException:
+            trainer.close()
+            raise
         return trainer
+
+    def _restore(self, data: dict[str, Any], source: Path) -> None:
+        mismatch = _layout_mismatch(data["policy"], self.policy.state_dict())
+        if mismatch:
+            raise CheckpointError(f"{source}: the saved network does not fit the one its settings build:"
+                                  f" {mismatch}")
+        try:
+            self.policy.load_state_dict(data["policy"])
+            self.optimizer.load_state_dict(data["optimizer"])
+            self.update, self.steps = int(data["update"]), int(data["steps"])
+            self._elapsed = float(data["elapsed"])
+            self.collector.load_state_dict(data["collector"])
+            load_env_state(self.venv, data["envs"])
+            rng = data["rng"]
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(_as_tuples(rng["python"]))
+            self.generator.set_state(rng["generator"])
+            if rng.get("cuda") and self.device.type == "cuda":
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise CheckpointError(f"{source}: the payload is corrupt ({type(err).__name__}:"
+                                  f" {_first_line(err)})") from err
 
     @classmethod
     def resume(cls, run_dir: str | Path, **overrides: Any) -> RecurrentPPO:
-        """Continue the run saved in ``run_dir`` (same results as if it had never stopped).
+        """Continue the run saved in ``run_dir`` there (same results as if it had never stopped).
+
+        The run continues in ``run_dir`` wherever it now is (a moved folder, a relative path from
+        another working directory); metrics records past the checkpoint (from updates a kill
+        interrupted) are dropped, so the file keeps one record per update.
 
         Raises:
             ConfigError: when an override changes a setting that would make it a different run
                 (only ``total_steps``, ``progress``, ``checkpoint_every``, ``eval_episodes`` and
                 ``mode`` may change).
         """
-        allowed = {"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"}
-        changed = sorted(set(overrides) - allowed)
+        changed = sorted(set(overrides) - _RESUMABLE)
         if changed:
             raise ConfigError(
-                f"resume: the settings {changed} cannot change mid-run (only {sorted(allowed)})")
+                f"resume: the settings {changed} cannot change mid-run (only {sorted(_RESUMABLE)})")
         return cls.load(run_dir, **overrides)
 
     def close(self) -> None:
@@ -421,3 +373,8 @@ class RecurrentPPO:
             self._logger.close()
             self._logger = None
         self.collector.venv.close()
+
+
+def _as_tuples(value: Any) -> Any:
+    """``random.setstate`` wants the tuples ``getstate`` gave (a checkpoint may hold lists)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value

@@ -1,4 +1,4 @@
-"""Tests for tether.checkpoint: atomic writes and clear refusals."""
+"""Tests for tether.ppo.checkpoint: atomic writes and clear refusals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tether.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tether.errors import CheckpointError
+from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -53,3 +54,35 @@ def test_corrupt_foreign_newer_and_incomplete_files(tmp_path: Path) -> None:
         load_checkpoint(partial, required=("policy", "optimizer"))
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_numpy_round_trips_and_objects_are_refused(tmp_path: Path) -> None:
+    """numpy arrays (any dtype) come back as numpy; a callable or an object is never stored."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(1).bit_generator.state
+    payload = {"ids": np.arange(4, dtype=np.uint32), "flags": np.array([True, False]), "rng": rng,
+               "tree": ({"a": np.ones((2, 3), np.float32)}, [np.int64(7)])}
+    data = load_checkpoint(save_checkpoint(payload, tmp_path / "np.pt"))
+    assert data["ids"].dtype == np.uint32
+    np.testing.assert_array_equal(data["ids"], np.arange(4))
+    np.testing.assert_array_equal(data["flags"], [True, False])
+    assert data["rng"] == rng
+    np.testing.assert_array_equal(data["tree"][0]["a"], np.ones((2, 3)))
+    assert data["tree"][1] == [7]
+    with pytest.raises(TypeError, match="cannot store a function"):
+        save_checkpoint({"fn": lambda: 0}, tmp_path / "fn.pt")
+    assert not (tmp_path / "fn.pt").exists()
+
+
+def test_old_pickling_checkpoints_are_refused_not_run(tmp_path: Path) -> None:
+    """A file holding pickled objects, or a version-1 tether file, is refused in one line."""
+    pickled = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)
+    with pytest.raises(CheckpointError, match=r"holds pickled Python objects \(torch.nn.modules.linear.Linear;") as err:
+        load_checkpoint(pickled)
+    assert "\n" not in str(err.value)
+    old = tmp_path / "old.pt"
+    torch.save({"format": "tether-checkpoint", "version": 1}, old)
+    with pytest.raises(CheckpointError, match="is a version-1 tether checkpoint"):
+        load_checkpoint(old)

@@ -1,21 +1,53 @@
 """Training metrics: one JSON object per line, TensorBoard when installed, a progress bar.
 
 The JSONL file is the record a run leaves behind (``tether plot`` reads it); each line holds the
-global step, wall-clock seconds since the start, and the metrics of one update.
+global step, wall-clock seconds since the start, and the metrics of one update. A resumed run
+first drops the records past its checkpoint (a run killed between checkpoints redoes those
+updates), so the file keeps exactly one record per update.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLogger", "read_metrics"]
+from tether.errors import TetherError
+
+__all__ = ["MetricsLogger", "RunFolderError", "read_metrics"]
 
 
-def _plain(value: Any) -> Any:
+class RunFolderError(TetherError, ValueError):
+    """A run folder's records are malformed or hold nothing to show (e.g. a metric no run has)."""
+
+
+def _keep_until(path: Path, step: int) -> None:
+    """Rewrite ``path`` atomically without the records past ``step`` (and any torn last line)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write
+        if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+            kept.append(line)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _plain(value: Any) -> Any:  # a tensor / numpy scalar as a number; NaN and inf as null
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -33,6 +65,7 @@ class MetricsLogger:
         tensorboard: also write TensorBoard events when the ``tensorboard`` package is installed.
         start_step: the step the run resumes from (the bar starts there).
         elapsed: wall-clock seconds already spent by the run before a resume.
+        truncate: drop the records past ``start_step`` first (for a resumed run).
     """
 
     def __init__(
@@ -44,9 +77,12 @@ class MetricsLogger:
         tensorboard: bool = True,
         start_step: int = 0,
         elapsed: float = 0.0,
+        truncate: bool = False,
     ) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if truncate:
+            _keep_until(self.path, start_step)
         self._file = self.path.open("a", encoding="utf-8")
         self._start = time.perf_counter() - elapsed
         self._writer: Any = None
@@ -106,7 +142,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: when there is no metrics file.
-        ValueError: naming the line that is not valid JSON.
+        RunFolderError: naming the line that is not a JSON record.
     """
     source = Path(path)
     if source.is_dir():
@@ -119,7 +155,10 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{source}:{number}: not a JSON record ({err})") from err
+                raise RunFolderError(f"{source}:{number}: not a JSON record ({err})") from err
+            if not isinstance(record, dict):
+                raise RunFolderError(f"{source}:{number}: expected a JSON object, got {line.strip()[:40]}")
+            records.append(record)
     return records
