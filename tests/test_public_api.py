@@ -19,12 +19,16 @@ PUBLIC = {
 
 PACKAGES = {
     "tether.clock": {"EpisodeClock"},
-    "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv"},
+    "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"},
     "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
-                      "LifecycleWarning", "StaleStateError", "StateMismatchError", "TetherError", "context"},
+                      "LifecycleWarning", "MissingDependencyError", "RunFolderError", "StaleStateError",
+                      "StateMismatchError", "TetherError", "context"},
     "tether.modes": {"Mode", "get_mode", "mode", "set_mode"},
     "tether.nets": {"ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",
                     "FactoredRecurrentActorCritic"},
+    "tether.ppo": {"EvalSummary", "MetricsLogger", "MissingDependencyError", "PPOConfig", "PPOLoss", "PRESETS",
+                   "RecurrentPPO", "RunFolderError", "evaluate_policy", "load_checkpoint", "plot_runs", "ppo_loss",
+                   "read_metrics", "save_checkpoint"},
     "tether.policy": {"ActResult", "EvalResult", "RecurrentPolicy"},
     "tether.rollout": {"RecurrentRolloutBuffer", "RolloutCollector", "RolloutStorage", "SequenceMinibatch",
                        "TrackedVectorEnv", "VecStep", "compute_gae"},

@@ -41,7 +41,7 @@ def pytest_configure(config: Any) -> None:
 
 def _marker_mode(request: Any) -> Mode | None:
     marker = request.node.get_closest_marker("tether_mode")
-    return None if marker is None else marker.args[0]  # type: ignore[no-any-return]
+    return None if marker is None else marker.args[0]
 
 
 @pytest.fixture

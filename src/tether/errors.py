@@ -17,6 +17,8 @@ __all__ = [
     "GraphLeakError",
     "LifecycleError",
     "LifecycleWarning",
+    "MissingDependencyError",
+    "RunFolderError",
     "StaleStateError",
     "StateMismatchError",
     "TetherError",
@@ -57,6 +59,14 @@ class ConfigError(TetherError, ValueError):
 
 class CheckpointError(TetherError, ValueError):
     """A file is not a readable tether checkpoint (corrupt, truncated, foreign, too new or mismatched)."""
+
+
+class RunFolderError(TetherError, ValueError):
+    """A run folder's records are malformed or hold nothing to show (e.g. a metric no run has)."""
+
+
+class MissingDependencyError(TetherError, ImportError):
+    """An optional dependency a feature needs is not installed (the message names the extra)."""
 
 
 class ActionMaskError(TetherError, ValueError):

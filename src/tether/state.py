@@ -472,7 +472,7 @@ class RecurrentState(StateViews):
         if any(s.row_ticks is not None for s in states):
             changes["row_ticks"] = _readonly(np.concatenate([s.ticks() for s in states]))
         if first.clock is not None and first.episode_ids is not None:
-            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))  # type: ignore[misc]
+            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))
             changes["env_rows"] = _readonly(np.concatenate([s.rows() for s in states]))
         return attrs.evolve(first, tensors=tensors, **changes)
 

@@ -16,13 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tether.errors import TetherError
+from tether.errors import RunFolderError
 
 __all__ = ["MetricsLogger", "RunFolderError", "read_metrics"]
-
-
-class RunFolderError(TetherError, ValueError):
-    """A run folder's records are malformed or hold nothing to show (e.g. a metric no run has)."""
 
 
 def _keep_until(path: Path, step: int) -> None:

@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tether.errors import TetherError
+from tether.errors import MissingDependencyError
 from tether.ppo.metrics import RunFolderError, read_metrics
 
 __all__ = ["MissingDependencyError", "plot_runs"]
-
-
-class MissingDependencyError(TetherError, ImportError):
-    """An optional dependency a feature needs is not installed (the message names the extra)."""
 
 
 def plot_runs(

@@ -239,10 +239,10 @@ class RecurrentPPO:
             if c.target_kl is not None and float(np.mean(kls)) > 1.5 * c.target_kl:
                 break
         assert buffer.returns is not None
-        valid = buffer.valid
-        values, returns = buffer.values[valid], buffer.returns[valid]
+        valid = torch.from_numpy(buffer.valid).to(buffer.device)  # the flags live on the host
+        predicted, returns = buffer.values[valid], buffer.returns[valid]
         var = float(returns.var()) if returns.numel() > 1 else 0.0
-        explained = float("nan") if var == 0 else 1.0 - float((returns - values).var()) / var
+        explained = float("nan") if var == 0 else 1.0 - float((returns - predicted).var()) / var
         return {**{k: float(np.mean(v)) for k, v in totals.items()}, "epochs": epochs,
                 "explained_variance": explained}
 

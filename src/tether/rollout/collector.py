@@ -312,7 +312,7 @@ class RolloutCollector:
         self.venv.reset(seed=self._seed)
         self.clock.load_state_dict(data["clock"])
         # The wrapper reports a start on a pending row's next step; a fresh one knows of none yet.
-        self.venv._pending = np.asarray(data["pending"], dtype=bool).copy()
+        self.venv.restore_autoreset_pending(np.asarray(data["pending"], dtype=bool))
         self.state = (None if data["state"] is None else
                       RecurrentState.from_state_dict(data["state"], clock=self.clock, device=self.device))
         self._obs = data["obs"]

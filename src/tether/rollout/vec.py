@@ -32,7 +32,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-from tether.clock import EpisodeClock
+from tether.clock import EpisodeClock, as_row_mask
 from tether.rollout._obs import copy_tree, set_rows, tree_map
 
 __all__ = ["TrackedVectorEnv", "VecStep"]
@@ -228,6 +228,15 @@ class TrackedVectorEnv:
     def autoreset_pending(self) -> np.ndarray:
         """Rows whose next step is a next-step autoreset (their action is ignored); a copy."""
         return self._pending.copy()
+
+    def restore_autoreset_pending(self, pending: Any) -> None:
+        """Restore which rows' next step is an autoreset (NEXT_STEP mode), from a checkpoint.
+
+        Raises:
+            ValueError: when ``pending`` is not a bool mask of one flag per env row.
+        """
+        what = "TrackedVectorEnv.restore_autoreset_pending"
+        self._pending = as_row_mask(pending, self._num_envs, what).copy()
 
     @property
     def observation_space(self) -> spaces.Space[Any]:
