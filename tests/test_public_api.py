@@ -13,7 +13,7 @@ import tether
 
 PUBLIC = {
     "EpisodeClock", "FactoredRecurrentActorCritic", "GraphLeakError", "LifecycleError", "LifecycleWarning",
-    "PPOConfig", "RecurrentPPO", "RecurrentState", "StaleStateError", "StateMismatchError", "StateSpec",
+    "PPOConfig", "RecurrentPPO", "RecurrentState", "ReplayAlignmentError", "StaleStateError", "StateMismatchError", "StateSpec",
     "TetherError", "TrackedRNN", "__version__", "get_mode", "mode", "set_mode", "track",
 }
 
@@ -21,7 +21,7 @@ PACKAGES = {
     "tether.clock": {"EpisodeClock"},
     "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"},
     "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
-                      "LifecycleWarning", "MissingDependencyError", "RunFolderError", "StaleStateError",
+                      "LifecycleWarning", "MissingDependencyError", "ReplayAlignmentError", "RunFolderError", "StaleStateError",
                       "StateMismatchError", "TetherError", "context"},
     "tether.modes": {"Mode", "get_mode", "mode", "set_mode"},
     "tether.nets": {"ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",

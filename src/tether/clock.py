@@ -7,12 +7,16 @@ are checked against it with integer comparisons, so checking never synchronises 
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = ["EpisodeClock"]
+
+#: Renewal records (advances that started an episode somewhere) the replay history keeps at most.
+HISTORY_LIMIT = 1 << 16
 
 
 def any_row(flags: np.ndarray) -> bool:
@@ -76,8 +80,8 @@ class EpisodeClock:
         (1, [0, 2])
     """
 
-    __slots__ = ("_ids", "_next_id", "_num_envs", "_renewals", "_retired", "_retired_tick", "_tick",
-                 "_window")
+    __slots__ = ("_hist_ids", "_hist_rows", "_hist_ticks", "_ids", "_known_from", "_next_id", "_num_envs",
+                 "_renewals", "_retired", "_retired_tick", "_tick", "_window", "_window_starts")
 
     def __init__(self, num_envs: int) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
@@ -93,6 +97,17 @@ class EpisodeClock:
         self._renewals = 0
         self._retired = np.full(self._num_envs, -1, dtype=np.int64)
         self._retired_tick = -1
+        self._reset_history()
+
+    def _reset_history(self) -> None:
+        # What the clock saw, for checking replays (host side, cheap): one record per advance that
+        # renewed an id (its tick, the rows, their new ids), kept from the previous window's first
+        # tick on. Every row starts an episode at the clock's first tick.
+        self._hist_ticks: list[int] = [self._tick]
+        self._hist_rows: list[np.ndarray] = [np.arange(self._num_envs, dtype=np.int64)]
+        self._hist_ids: list[np.ndarray] = [self._ids]
+        self._known_from = self._tick  # the first tick whose starts the history still holds
+        self._window_starts = [self._tick, self._tick]  # first ticks of the previous / current window
 
     @property
     def num_envs(self) -> int:
@@ -152,6 +167,11 @@ class EpisodeClock:
             self._retired = retired
             self._retired_tick = self._tick
             self._renewals += 1
+            self._hist_ticks.append(self._tick)
+            self._hist_rows.append(ended)
+            self._hist_ids.append(ids[ended])
+            if len(self._hist_ticks) > HISTORY_LIMIT:
+                self._forget_before(self._hist_ticks[len(self._hist_ticks) // 2])
         return flags
 
     def end_window(self) -> None:
@@ -161,6 +181,50 @@ class EpisodeClock:
         in the next window; tracked modules raise :class:`~tether.GraphLeakError` otherwise.
         """
         self._window += 1
+        self._window_starts = [self._window_starts[1], self._tick]
+        self._forget_before(self._window_starts[0])
+
+    def _forget_before(self, tick: int) -> None:
+        cut = bisect.bisect_left(self._hist_ticks, tick)
+        if cut:
+            del self._hist_ticks[:cut], self._hist_rows[:cut], self._hist_ids[:cut]
+        self._known_from = max(self._known_from, tick)
+
+    @property
+    def window_start_ticks(self) -> tuple[int, int]:
+        """The first tick of the previous and of the current training window."""
+        return self._window_starts[0], self._window_starts[1]
+
+    def recorded_starts(
+        self, ticks: np.ndarray, rows: np.ndarray, steps: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the clock saw of episode starts over ``steps`` ticks from ``ticks[b]``, row ``rows[b]``.
+
+        For replay checks: ``starts[t, b]`` is True when row ``rows[b]`` began a new episode at
+        tick ``ticks[b] + t`` (every row begins one at the clock's first tick), and ``ids[t, b]``
+        is that episode's id (-1 where none began). Ticks after the clock's now read as no start.
+
+        Args:
+            ticks: int64 ``[B]``, the first tick of each sequence.
+            rows: int64 ``[B]``, the clock row of each sequence.
+            steps: ``T``.
+
+        Returns:
+            ``(starts [T, B], ids [T, B])``, or ``None`` when some tick is older than the history
+            (kept from the previous window's first tick on).
+        """
+        ticks = np.asarray(ticks, dtype=np.int64)
+        if ticks.size == 0 or int(ticks.min()) < self._known_from:
+            return None
+        lo, hi = int(ticks.min()), int(ticks.max()) + steps
+        span = np.full((hi - lo, self._num_envs), -1, dtype=np.int64)
+        first = bisect.bisect_left(self._hist_ticks, lo)
+        last = bisect.bisect_left(self._hist_ticks, hi)
+        for i in range(first, last):
+            span[self._hist_ticks[i] - lo, self._hist_rows[i]] = self._hist_ids[i]
+        at = ticks[None, :] - lo + np.arange(steps)[:, None]  # [T, B] positions in the span
+        ids = span[at, np.asarray(rows, dtype=np.int64)[None, :]]
+        return ids >= 0, ids
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to restore this clock (for checkpoints)."""
@@ -202,6 +266,9 @@ class EpisodeClock:
         self._renewals = int(state.get("renewals", 0))
         self._retired = np.asarray(state.get("retired", np.full(self._num_envs, -1)), dtype=np.int64)
         self._retired_tick = int(state.get("retired_tick", -1))
+        # The history before a restore is not saved: replays of earlier ticks go unchecked.
+        self._reset_history()
+        self._hist_ticks, self._hist_rows, self._hist_ids = [], [], []
 
     def __getstate__(self) -> dict[str, Any]:
         return self.state_dict()

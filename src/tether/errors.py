@@ -18,6 +18,7 @@ __all__ = [
     "LifecycleError",
     "LifecycleWarning",
     "MissingDependencyError",
+    "ReplayAlignmentError",
     "RunFolderError",
     "StaleStateError",
     "StateMismatchError",
@@ -131,6 +132,22 @@ class GraphLeakError(LifecycleError, RuntimeError):
     """
 
     kind = "graph"
+
+
+class ReplayAlignmentError(LifecycleError, RuntimeError):
+    """A replay from a snapshot does not line up with what the clock saw during the rollout.
+
+    Raised when a sequence is replayed from a snapshot taken at the wrong tick (after the
+    rollout instead of before it), or with ``episode_starts`` that miss episode starts the clock
+    recorded (all zeros, or shifted by a step): the replay would carry memory across an episode
+    boundary, or start from the wrong state, and train on hidden states collection never had.
+
+    Attributes:
+        rows: env rows at fault. ticks: the ticks at fault (for ``"replay-starts"``).
+        snapshot_ticks / clock_tick: the snapshot's tick per row and the clock's now.
+    """
+
+    kind = "replay"
 
 
 class StateMismatchError(LifecycleError, ValueError):

@@ -180,7 +180,7 @@ class TrackedRNN(nn.Module):
         sequence = spec.style == "sequence"
         steps = int(x.shape[1 if spec.batch_first else 0]) if sequence and x.dim() == 3 else 1
         checking = get_mode() != "off"
-        ids_ok = checking and self._check(x, state, bootstrap, steps)
+        verified = self._check(x, state, bootstrap, steps) if checking else None
         if sequence:
             # Checked shapes (or the cheap shape test in off mode) let nn.LSTM / nn.GRU skip their
             # Python re-validation and go straight to the ATen op, bit for bit the same.
@@ -194,11 +194,20 @@ class TrackedRNN(nn.Module):
         else:
             y = self.module(x, state.tensors[0][0])
             tensors = (y.unsqueeze(0),)
-        return y, state.advanced(tensors, steps, ids_verified=ids_ok, bootstrap=bootstrap)
+        return y, state.advanced(tensors, steps, ids_verified=verified is not None, bootstrap=bootstrap,
+                                 episode_ids=verified)
 
     # ----------------------------------------------------------------------------------------
-    def _check(self, x: torch.Tensor, state: RecurrentState, bootstrap: bool, steps: int) -> bool:
-        """Run the lifecycle checks; return whether the state's ids were verified current."""
+    def _check(
+        self, x: torch.Tensor, state: RecurrentState, bootstrap: bool, steps: int,
+        restarting: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """Run the lifecycle checks of a step of ``steps``; return the verified ids, or ``None``.
+
+        ``restarting`` (bool ``[B]``) marks rows an unroll zeroes before its first step: they may
+        hold an ended episode, and take the clock's. The returned ids are the state's own, or
+        with those rows (and rows whose episode was unknown) set to the clock's current ones.
+        """
         if not isinstance(state, RecurrentState):
             raise TypeError(
                 f"tracked {type(self.module).__name__}: expected a RecurrentState, got"
@@ -212,18 +221,22 @@ class TrackedRNN(nn.Module):
                 kind="spent-state",
                 fix="keep stepping the state you passed to the bootstrap read, after `reset(done)`",
             ))
-        if state.graph_steps + steps > self.max_graph_steps and state.tensors[0].requires_grad:
+        # The limit catches a live state carried on call after call without detach(); a replay
+        # (from a snapshot) and one long call have a length known up front, and are exempt.
+        if (state.graph_steps and state.graph_steps + steps > self.max_graph_steps
+                and not state.is_snapshot and state.tensors[0].requires_grad):
             report(GraphLeakError(
-                f"the state has carried its autograd graph for {state.graph_steps} steps; one more"
-                f" step would pass the limit of {self.max_graph_steps} (memory grows every step)",
+                f"the state has carried its autograd graph through {state.graph_steps} steps of"
+                f" earlier calls; {steps} more would pass the limit of {self.max_graph_steps}: a live"
+                " state kept across training windows without detach() grows memory every step",
                 kind="graph-limit",
-                fix="call `state = state.detach()` at each truncated-BPTT boundary"
-                    " (or raise track(..., max_graph_steps=N))",
+                fix="call `state = state.detach()` at each truncated-BPTT boundary (replay stored"
+                    " sequences from state.snapshot(); or raise track(..., max_graph_steps=N))",
                 graph_steps=state.graph_steps, limit=self.max_graph_steps,
             ))
         clock = state.clock
         if clock is None or state.is_snapshot:
-            return False
+            return None
         if state.tick != clock.tick:
             self._report_tick(state, clock)
         if state.window != clock.window and state.tensors[0].requires_grad:
@@ -235,9 +248,9 @@ class TrackedRNN(nn.Module):
                 fix="call `state = state.detach()` right after `clock.end_window()`",
                 state_window=state.window, clock_window=clock.window,
             ))
-        if state.verified == clock.renewals:
-            return True
-        return self._check_ids(state, clock, bootstrap)
+        if state.verified == clock.renewals and restarting is None:
+            return state.episode_ids
+        return self._check_ids(state, clock, bootstrap, restarting)
 
     def _check_fit(self, x: torch.Tensor, state: RecurrentState) -> None:
         spec = self.spec
@@ -287,18 +300,29 @@ class TrackedRNN(nn.Module):
                                state_tick=state.tick, clock_tick=clock.tick))
 
     @staticmethod
-    def _check_ids(state: RecurrentState, clock: EpisodeClock, bootstrap: bool) -> bool:
+    def _check_ids(
+        state: RecurrentState, clock: EpisodeClock, bootstrap: bool, restarting: np.ndarray | None
+    ) -> np.ndarray | None:
         rows = state.rows()
         current = clock.episode_ids[rows]
-        assert state.episode_ids is not None
-        stale = state.episode_ids != current
+        ids = state.episode_ids
+        if ids is None:  # pragma: no cover - a state with a clock always has ids
+            return None
+        stale = ids != current
         if not stale.any():
-            return True
+            return ids
+        # -1: a row that restarted inside a live unroll, in an episode the clock had not begun then.
+        adopt = ids < 0 if restarting is None else (ids < 0) | restarting
+        stale &= ~adopt
         if bootstrap:
             retired = clock.retired_ids[rows]
-            stale &= state.episode_ids != retired
+            stale &= ids != retired
             if not stale.any():
-                return False
+                return None
+        if not stale.any():
+            adopted = np.where(adopt, current, ids)
+            adopted.setflags(write=False)
+            return adopted
         bad = np.flatnonzero(stale)
         env_rows = rows[bad]
         report(StaleStateError(
@@ -310,7 +334,7 @@ class TrackedRNN(nn.Module):
             rows=env_rows.tolist(), state_ids=state.episode_ids[bad].tolist(),
             clock_ids=current[bad].tolist(),
         ))
-        return False
+        return None
 
     def extra_repr(self) -> str:
         return f"max_graph_steps={self.max_graph_steps}"

@@ -122,7 +122,7 @@ def test_chunked_minibatches_with_snapshots_and_padding() -> None:
         real = min(4, 6 - start)
         assert_close(mb.obs[:real, j], buf.obs[start:start + real, env])
         assert mb.episode_starts[:, j].tolist() == (buf.episode_starts[start:start + real, env].tolist()
-                                                   + [False] * (4 - real))
+                                                   + [True] * (4 - real))  # padding restarts
         assert mb.loss_mask[:, j].tolist() == (buf.valid[start:start + real, env].tolist()
                                               + [False] * (4 - real))
         assert mb.initial_state.h[0, j, 0].item() == snaps[start // 4].h[0, env, 0].item()

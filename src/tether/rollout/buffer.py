@@ -39,7 +39,8 @@ class SequenceMinibatch(NamedTuple):
 
     ``T`` is the chunk length (the rollout length without chunks). Steps past the rollout's end
     (padding of the last chunk) repeat the last real step, so every action stays legal under its
-    mask, and are switched off in ``loss_mask``.
+    mask, restart (``episode_starts`` True, so no state is carried past the end), and are
+    switched off in ``loss_mask``.
 
     Attributes:
         obs / actions / action_masks: as stored (``action_masks`` is ``None`` when none were).
@@ -349,7 +350,9 @@ class RecurrentRolloutBuffer:
             values=pick(d.values),
             advantages=pick(advantages),
             returns=pick(returns),
-            episode_starts=d.episode_starts[times, cols] & real,
+            # Padding restarts too: it never carries a state past the rollout's end, and a replay
+            # check never reads it as a missing episode start.
+            episode_starts=d.episode_starts[times, cols] | ~real,
             loss_mask=index[2].bool(),
             action_masks=None if d.action_masks is None else pick(d.action_masks),
             initial_state=self._initial_state(chunks_dev, rows_dev),

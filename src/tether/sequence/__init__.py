@@ -28,8 +28,7 @@ and :class:`UnrollPlan`), ``_reference`` (the per-step loop), ``_unroll`` (:func
 ``_checks`` (the input checks).
 """
 
-from tether.sequence._reference import unroll_reference
 from tether.sequence._strategy import Strategy, UnrollPlan
-from tether.sequence._unroll import plan_unroll, unroll
+from tether.sequence._unroll import plan_unroll, unroll, unroll_reference
 
 __all__ = ["Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference"]

@@ -11,12 +11,13 @@ from torch import nn
 from tether import _aten
 from tether.sequence._checks import check_core, check_inputs, host_starts
 from tether.sequence._lanes import run_chunked, run_lanes
-from tether.sequence._reference import unroll_reference
+from tether.sequence._lifecycle import check_replay, live_step
+from tether.sequence._reference import reference_loop
 from tether.sequence._strategy import Strategy, UnrollPlan, lanes_supported, make_plan, saturates
 from tether.state import RecurrentState
 from tether.tracking import TrackedRNN
 
-__all__ = ["plan_unroll", "unroll"]
+__all__ = ["plan_unroll", "unroll", "unroll_reference"]
 
 
 def plan_unroll(core: TrackedRNN, episode_starts: Any, *, strategy: Strategy = "auto") -> UnrollPlan:
@@ -132,8 +133,19 @@ def unroll(
     """
     T, _ = check_inputs(core, x, state)
     plan = _plan_for(core, x, episode_starts, strategy)
+    ids, verified = None, False
+    if state.is_snapshot:
+        check_replay(state, plan.episode_starts)
+    elif state.clock is not None:
+        ids, verified = live_step(core, x, state, plan.episode_starts)
+    y, tensors = _run(core, x, plan, state)
+    return y, state.advanced(tensors, T, ids_verified=verified, episode_ids=ids)
+
+
+def _run(core: TrackedRNN, x: torch.Tensor, plan: UnrollPlan, state: RecurrentState
+         ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     if plan.strategy == "reference":
-        return unroll_reference(core, x, plan, state)
+        return reference_loop(core, x, plan.episode_starts, state.tensors)
     m: nn.RNNBase = core.module  # type: ignore[assignment]
     starts, lanes = plan.episode_starts, plan.lanes
     lstm = isinstance(m, nn.LSTM)
@@ -149,4 +161,44 @@ def unroll(
         y, tensors = _aten.run_sequence_module(m, x, tensors, paired=len(tensors) == 2, fuse=True)
     else:
         y, tensors = run_chunked(m, x, tensors, starts)
-    return y, state.advanced(tensors, T)
+    return y, tensors
+
+
+def unroll_reference(
+    core: TrackedRNN, x: torch.Tensor, episode_starts: Any, state: RecurrentState
+) -> tuple[torch.Tensor, RecurrentState]:
+    """The per-step masked loop (as CleanRL and sb3-contrib write it): the reference semantics.
+
+    Before step ``t`` the state is multiplied by ``1 - episode_starts[t]``, then the core runs
+    one step. Slow (one call per step) but obviously right; :func:`unroll` is checked against it.
+
+    Args:
+        core: a tracked sequence module (``nn.LSTM`` / ``nn.GRU``, ``batch_first=False``).
+        x: the inputs.
+        episode_starts: bool mask, True where ``x[t, b]`` starts a new episode (numpy or torch),
+            or an :class:`UnrollPlan`.
+        state: the state before step 0 (a stored snapshot for replay, or the live state); the
+            lifecycle is :func:`unroll`'s.
+
+    Returns:
+        ``(y, final_state)``: the outputs and the state after step ``T - 1``, with the initial
+        state's clock, episode ids and rows, ``T`` ticks later
+        (:meth:`~tether.RecurrentState.advanced`).
+
+    Raises:
+        ValueError: for a malformed ``x`` or ``episode_starts``, or a batch-first / cell core.
+        StateMismatchError: when the state does not fit the core or the batch.
+
+    Shapes:
+        ``x [T, B, in]``, ``episode_starts [T, B]``, state tensors ``[L, B, H]`` ->
+        ``y [T, B, H]``.
+
+    >>> import torch
+    >>> from tether import track
+    >>> core = track(torch.nn.GRU(3, 4))
+    >>> starts = torch.zeros(5, 2, dtype=torch.bool)
+    >>> y, final = unroll_reference(core, torch.randn(5, 2, 3), starts, core.initial_state(2))
+    >>> tuple(y.shape), tuple(final.h.shape)
+    ((5, 2, 4), (1, 2, 4))
+    """
+    return unroll(core, x, episode_starts, state, strategy="reference")
