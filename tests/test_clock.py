@@ -103,3 +103,34 @@ def test_load_state_dict_refuses_other_sizes() -> None:
         EpisodeClock(2).load_state_dict(EpisodeClock(3).state_dict())
     with pytest.raises(ValueError, match="missing keys"):
         EpisodeClock(2).load_state_dict({"tick": 1})
+
+
+def test_recorded_starts_match_the_advances() -> None:
+    """recorded_starts gives, per sequence, the ticks where its row began an episode, and the ids."""
+    clock = EpisodeClock(3)
+    clock.advance(np.array([False, True, False]))  # tick 1: row 1 -> episode 3
+    clock.advance(np.array([False, False, False]))
+    clock.advance(np.array([True, True, False]))  # tick 3: rows 0, 1 -> episodes 4, 5
+    recorded = clock.recorded_starts(np.array([0, 1]), np.array([1, 0]), 3)
+    assert recorded is not None
+    starts, ids = recorded
+    assert starts.tolist() == [[True, False], [True, False], [False, True]]  # row 1 at 0, 1; row 0 at 3
+    assert ids.tolist() == [[1, -1], [3, -1], [-1, 4]]
+    late, _ = clock.recorded_starts(np.array([3]), np.array([2]), 4)  # past the clock's now: no start
+    assert late.tolist() == [[False], [False], [False], [False]]
+
+
+def test_history_is_bounded_by_windows_and_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history keeps the previous window on, at most HISTORY_LIMIT records; older reads are None."""
+    clock = EpisodeClock(2)
+    clock.advance(np.array([True, False]))
+    clock.end_window()
+    assert clock.window_start_ticks == (0, 1)
+    assert clock.recorded_starts(np.array([0]), np.array([0]), 2) is not None
+    clock.end_window()
+    assert clock.recorded_starts(np.array([0]), np.array([0]), 2) is None
+    monkeypatch.setattr("tether.clock.HISTORY_LIMIT", 8)
+    for _ in range(20):
+        clock.advance(np.array([True, True]))
+    assert clock.recorded_starts(np.array([2]), np.array([0]), 1) is None
+    assert clock.recorded_starts(np.array([20]), np.array([0]), 1) is not None

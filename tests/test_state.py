@@ -298,3 +298,62 @@ def test_the_old_cell_keyword_still_builds_the_same_state() -> None:
     """zeros(cell=...) is the former spelling of has_c=..."""
     assert RecurrentState.zeros(1, 2, 3, cell=False).is_lstm is False
     assert RecurrentState.zeros(1, 2, 3, has_c=True).is_lstm is True
+
+
+# ------------------------------------------------------------------------------------------------
+# never a tuple by accident
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_unpacking_and_iteration_are_refused_at_every_batch(batch: int) -> None:
+    """h, c = state (which walked rows) raises at B = 1, 2, 3, naming state.h / state.c."""
+    state = RecurrentState.zeros(1, batch, 3)
+    with pytest.raises(TypeError, match=r"not an \(h, c\) tuple.*state\.h, state\.c.*select_rows"):
+        _h, _c = state  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unpacking or iterating it is refused"):
+        (_only,) = state  # type: ignore[misc]
+    with pytest.raises(TypeError, match="walk the batch rows"):
+        list(state)
+    with pytest.raises(TypeError, match=r"len\(state\).*state.batch_size"):
+        len(state)
+    assert bool(state)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize("index", [0, 1, -1, slice(0, 1), (0, slice(None))])
+def test_tuple_style_indexing_is_refused(batch: int, index: object) -> None:
+    """state[0], state[:1] and state[0, :] read as tuple indices: refused with the right spellings."""
+    state = RecurrentState.zeros(1, batch, 3)
+    with pytest.raises(TypeError, match=r"not an \(h, c\) tuple.*state\.h / state\.c.*select_rows\(rows\)"):
+        state[index]
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_rows_are_selected_by_name_or_by_array(batch: int) -> None:
+    """select_rows takes ints, slices, arrays and masks; state[array] and state[mask] stay row selection."""
+    clock = EpisodeClock(batch)
+    state = _filled_batch(clock, batch)
+    last = state.select_rows(batch - 1)
+    assert last.batch_size == 1
+    assert_close(last.h, state.h[:, batch - 1 :])
+    assert state.select_rows(slice(0, batch)).batch_size == batch
+    assert state[[0]].env_rows.tolist() == [0]
+    mask = np.zeros(batch, dtype=bool)
+    mask[-1] = True
+    assert state[mask].env_rows.tolist() == [batch - 1]
+    assert state[torch.tensor([0])].batch_size == 1
+
+
+def _filled_batch(clock: EpisodeClock, batch: int) -> RecurrentState:
+    state = RecurrentState.zeros(2, batch, 3, clock=clock)
+    return RecurrentState.from_tensors(tuple(torch.randn_like(t) for t in state.tensors), clock=clock)
+
+
+def test_tensor_like_conveniences() -> None:
+    """clone(), shape, device and dtype behave as a porting user expects of tensors."""
+    state = _filled(EpisodeClock(4), grad=True)
+    copy = state.clone()
+    assert copy.shape == state.h.shape == (2, 4, 3)
+    assert (copy.device, copy.dtype) == (state.h.device, state.h.dtype)
+    assert copy.h is not state.h
+    assert_close(copy.c, state.c)
+    assert copy.has_graph  # clone keeps the graph, as Tensor.clone does; snapshot() detaches
+    assert (copy.tick, copy.episode_ids.tolist()) == (state.tick, state.episode_ids.tolist())

@@ -333,3 +333,55 @@ def test_row_subset_state_checks_its_own_rows() -> None:
         with pytest.raises(StaleStateError, match=r"rows \[3\] of the state still hold episodes \[3\]"):
             tracked(x, state)
         tracked(x, state.reset(np.array([False, True])))
+
+
+# ------------------------------------------------------------------------------------------------
+# transparent to a port: attributes read through, the plain module's state_dict keys
+class _Net(nn.Module):
+    """A model holding an LSTM, plain or tracked, as a ported script would."""
+
+    def __init__(self, tracked: bool) -> None:
+        super().__init__()
+        lstm = nn.LSTM(3, 4, num_layers=2)
+        self.lstm: nn.Module = track(lstm) if tracked else lstm
+        self.head = nn.Linear(4, 1)
+
+
+def test_wrapped_attributes_read_through() -> None:
+    """hidden_size, num_layers, input_size and the weights of the plain module read through."""
+    lstm = nn.LSTM(3, 4, num_layers=2)
+    tracked = track(lstm)
+    assert (tracked.hidden_size, tracked.num_layers, tracked.input_size) == (4, 2, 3)
+    assert tracked.weight_ih_l0 is lstm.weight_ih_l0
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = tracked.no_such_thing
+
+
+def test_checkpoints_move_between_plain_and_tracked_models() -> None:
+    """A checkpoint of a model holding nn.LSTM loads into the tracked model and back, same keys."""
+    torch.manual_seed(0)
+    plain, tracked = _Net(False), _Net(True)
+    assert list(tracked.state_dict()) == list(plain.state_dict())
+    tracked.load_state_dict(plain.state_dict())
+    for (name, a), (_, b) in zip(plain.state_dict().items(), tracked.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    back = _Net(False)
+    back.load_state_dict(tracked.state_dict())
+    assert torch.equal(back.lstm.weight_hh_l1, plain.lstm.weight_hh_l1)
+
+
+def test_the_former_wrapped_keys_still_load() -> None:
+    """A checkpoint written when the keys read lstm.module.* loads too."""
+    plain, tracked = _Net(False), _Net(True)
+    old = {k.replace("lstm.", "lstm.module.", 1): v for k, v in plain.state_dict().items()}
+    tracked.load_state_dict(old)
+    assert torch.equal(tracked.lstm.bias_ih_l1, plain.lstm.bias_ih_l1)
+
+
+def test_tracking_a_tracked_module_returns_it() -> None:
+    """track(track(m)) is track(m); other settings for a tracked module are refused."""
+    tracked = track(nn.GRU(3, 4), max_graph_steps=10)
+    assert track(tracked) is tracked
+    assert track(tracked, max_graph_steps=10) is tracked
+    with pytest.raises(ValueError, match="tracked already"):
+        track(tracked, max_graph_steps=5)

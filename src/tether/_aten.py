@@ -9,6 +9,7 @@ file alone.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -78,3 +79,25 @@ def gru_layer(
     """One unidirectional GRU layer over ``x [T, B, in]`` with the given weights: ``(y, h)``."""
     y, h = _VF.gru(x, h0, weights, bias, 1, 0.0, training, False, False)
     return y, h
+
+
+def _save_as_child(inner: str, _: nn.Module, state: dict[str, Any], prefix: str, _meta: Any) -> None:
+    for key in [k for k in state if k.startswith(prefix + inner)]:
+        state[prefix + key[len(prefix + inner):]] = state.pop(key)
+
+
+def _load_as_child(inner: str, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    for key in [k for k in state if k.startswith(prefix) and not k.startswith(prefix + inner)]:
+        state[prefix + inner + key[len(prefix):]] = state.pop(key)
+
+
+def hide_child_in_state_dict(module: nn.Module, child: str) -> None:
+    """Give ``module`` the ``state_dict`` keys of its child ``child``, as if it were the child.
+
+    A wrapper ``w`` holding ``w.<child> = lstm`` then saves ``weight_ih_l0`` where the plain
+    module would (not ``<child>.weight_ih_l0``), and loads both spellings, so checkpoints move
+    between a model holding the plain module and one holding the wrapper. The hooks are
+    module-level partials, so the wrapper still pickles and deep-copies.
+    """
+    module._register_state_dict_hook(functools.partial(_save_as_child, child + "."))
+    module._register_load_state_dict_pre_hook(functools.partial(_load_as_child, child + "."))

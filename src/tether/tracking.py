@@ -108,6 +108,12 @@ def _param_meta(module: nn.Module) -> tuple[torch.device, torch.dtype]:
 class TrackedRNN(nn.Module):
     """A recurrent module that takes and returns a :class:`RecurrentState`; see :func:`track`.
 
+    Transparent where a port from the plain module needs it: the wrapped module's attributes
+    read through (``tracked.hidden_size``, ``tracked.weight_ih_l0``), and ``state_dict`` /
+    ``load_state_dict`` use the plain module's keys (``weight_ih_l0``, not
+    ``module.weight_ih_l0``; the latter still loads), so a checkpoint of a model holding
+    ``nn.LSTM`` loads into the same model holding ``track(nn.LSTM)`` and back.
+
     Args:
         module: the plain recurrent module; it is registered as ``self.module``.
         spec: how it takes its state.
@@ -122,6 +128,16 @@ class TrackedRNN(nn.Module):
         self.spec = spec
         self.max_graph_steps = int(max_graph_steps)
         self._device, self._dtype = _param_meta(module)
+        _aten.hide_child_in_state_dict(self, "module")
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self.__dict__.get("_modules", {}).get("module")
+            if inner is None or name.startswith("_"):
+                raise
+            return getattr(inner, name)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TrackedRNN:
         super()._apply(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -359,10 +375,11 @@ def track(
             :class:`GraphLeakError` (default :data:`DEFAULT_MAX_GRAPH_STEPS`).
 
     Returns:
-        A :class:`TrackedRNN`: ``y, state = tracked(x, state)``.
+        A :class:`TrackedRNN`: ``y, state = tracked(x, state)``; a tracked module is returned as it is.
 
     Raises:
         TypeError: for a module it cannot infer a spec for.
+        ValueError: for a tracked module with other settings than its own.
 
     Example:
         >>> import torch
@@ -376,4 +393,11 @@ def track(
         >>> y.shape, state.tick
         (torch.Size([1, 2, 5]), 1)
     """
+    if isinstance(module, TrackedRNN):
+        if (spec is not None and spec != module.spec) or max_graph_steps not in (
+                DEFAULT_MAX_GRAPH_STEPS, module.max_graph_steps):
+            raise ValueError(
+                "track: the module is tracked already (with max_graph_steps="
+                f"{module.max_graph_steps}); pass the plain module to track it with other settings")
+        return module
     return TrackedRNN(module, spec if spec is not None else StateSpec.of(module), max_graph_steps)

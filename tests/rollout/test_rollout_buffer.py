@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from tether import EpisodeClock, GraphLeakError, LifecycleWarning, RecurrentState, StateMismatchError, mode
+from tether import (
+    EpisodeClock,
+    GraphLeakError,
+    LifecycleWarning,
+    RecurrentState,
+    ReplayAlignmentError,
+    StateMismatchError,
+    mode,
+)
 from tether.rollout import RecurrentRolloutBuffer, RolloutCollector, TrackedVectorEnv, compute_gae
 
 from .helpers import TWO_ENVS, CounterPolicy, LSTMPolicy, make_vec
@@ -248,3 +256,18 @@ def test_long_strict_run_with_one_step_episodes(mode_: AutoresetMode) -> None:
             else:
                 assert bool(starts.all())
         assert set(lengths) == {1, 2, 5}
+
+
+@pytest.mark.parametrize("mode_", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=lambda m: m.name)
+def test_the_buffer_replay_is_checked(mode_: AutoresetMode) -> None:
+    """A minibatch replay with zeroed starts raises through evaluate_actions; the stored one is silent."""
+    policy = LSTMPolicy()
+    specs: list[dict[str, Any]] = [{"length": 2}, {"length": 3, "ending": "terminate"}]
+    with TrackedVectorEnv(make_vec("sync", mode_, specs)) as venv, mode("strict"):
+        buf = RolloutCollector(venv, policy, num_steps=12, seq_len=4).collect()
+        buf.compute_advantages()
+        for mb in buf.minibatches(2):
+            policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state)
+        (mb,) = list(buf.minibatches(1))
+        with pytest.raises(ReplayAlignmentError, match="episode_starts miss"):
+            policy.evaluate_actions(mb.obs, mb.actions, np.zeros_like(mb.episode_starts), mb.initial_state)
