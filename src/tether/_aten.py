@@ -99,5 +99,6 @@ def hide_child_in_state_dict(module: nn.Module, child: str) -> None:
     between a model holding the plain module and one holding the wrapper. The hooks are
     module-level partials, so the wrapper still pickles and deep-copies.
     """
-    module._register_state_dict_hook(functools.partial(_save_as_child, child + "."))
-    module._register_load_state_dict_pre_hook(functools.partial(_load_as_child, child + "."))
+    module._register_state_dict_hook(functools.partial(_save_as_child, child + "."))  # type: ignore[no-untyped-call]
+    module._register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
+        functools.partial(_load_as_child, child + "."))

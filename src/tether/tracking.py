@@ -343,11 +343,11 @@ class TrackedRNN(nn.Module):
         env_rows = rows[bad]
         report(StaleStateError(
             f"rows {format_rows(env_rows)} of the state still hold episodes"
-            f" {format_rows(state.episode_ids[bad])}, but those envs are now in episodes"
+            f" {format_rows(ids[bad])}, but those envs are now in episodes"
             f" {format_rows(current[bad])} (at tick {clock.tick}): the state was not reset when"
             " their episodes ended",
             kind="stale-episode", fix=_RESET_FIX,
-            rows=env_rows.tolist(), state_ids=state.episode_ids[bad].tolist(),
+            rows=env_rows.tolist(), state_ids=ids[bad].tolist(),
             clock_ids=current[bad].tolist(),
         ))
         return None

@@ -29,6 +29,10 @@ Example:
 
 from __future__ import annotations
 
+from tether._extras import require
+
+require("gymnasium", "tether.envs")
+
 from typing import Any
 
 import gymnasium as gym

@@ -5,6 +5,10 @@ and a value head) follows :class:`~tether.policy.RecurrentPolicy`; the pieces it
 action layout, the heads, the distributions) are importable from their modules.
 """
 
+from tether._extras import require
+
+require("gymnasium", "tether.nets")
+
 from tether.nets.actor_critic import FactoredRecurrentActorCritic
 from tether.nets.factors import ActionFactor, ActionLayout
 from tether.nets.heads import FactoredHeads

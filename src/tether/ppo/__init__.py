@@ -11,6 +11,10 @@
   (``plotting.py``): the run's records and its learning curves.
 """
 
+from tether._extras import require
+
+require("gymnasium", "tether.ppo")
+
 from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
 from tether.ppo.config import PPOConfig
 from tether.ppo.evaluation import EvalSummary, evaluate_policy

@@ -10,6 +10,10 @@
   computes GAE (:func:`compute_gae`) and yields :class:`SequenceMinibatch` es for replay.
 """
 
+from tether._extras import require
+
+require("gymnasium", "tether.rollout")
+
 from tether.rollout.buffer import RecurrentRolloutBuffer, RolloutStorage, SequenceMinibatch
 from tether.rollout.collector import RolloutCollector
 from tether.rollout.gae import compute_gae

@@ -1,0 +1,57 @@
+"""Tests for tether._extras: the core works without gymnasium; the layers on it name their extra."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+_NO_GYMNASIUM = "import sys; sys.modules['gymnasium'] = None  # import gymnasium now fails\n"
+
+CORE = _NO_GYMNASIUM + """
+import numpy as np, torch
+import tether, tether.testing
+from tether import EpisodeClock, RecurrentState, track, mode
+from tether.sequence import unroll
+clock = EpisodeClock(2)
+core = track(torch.nn.LSTM(3, 4))
+with mode("strict"):
+    state = core.initial_state(2, clock)
+    y, state = unroll(core, torch.zeros(1, 2, 3), np.array([[False, True]]), state)
+    clock.advance(np.array([False, False]))
+    y, state = core(torch.zeros(1, 2, 3), state)
+tether.testing.assert_no_graph_leak(state.snapshot())
+assert isinstance(state, RecurrentState)
+print("core ok")
+"""
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+
+
+def test_the_core_runs_without_gymnasium() -> None:
+    """EpisodeClock, RecurrentState, track, unroll and tether.testing need no gymnasium."""
+    out = _run(CORE)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "core ok"
+
+
+@pytest.mark.parametrize("package", ["tether.rollout", "tether.nets", "tether.envs", "tether.ppo"])
+def test_the_layers_on_the_core_name_their_extra(package: str) -> None:
+    """Importing a layer that needs gymnasium says which extra installs it, in one line."""
+    out = _run(_NO_GYMNASIUM + f"import {package}")
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("tether.errors.MissingDependencyError:"), last
+    assert f"{package} needs gymnasium" in last
+    assert "pip install 'tether-rl[rl]'" in last
+
+
+def test_the_command_says_what_to_install() -> None:
+    """`tether train` without gymnasium: one line on stderr and exit status 2, no traceback."""
+    out = _run(_NO_GYMNASIUM + "from tether._entry import main; raise SystemExit(main())")
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0
+    assert "tether: error: tether.ppo needs gymnasium" in out.stderr
