@@ -1,0 +1,348 @@
+"""A fast, reset-aware ``nn.GRU`` unroll for the CPU: exact to ``nn.GRU``, several times faster.
+
+PyTorch's CPU ``nn.GRU`` runs its recurrence as a dozen small ATen ops per step and builds an
+autograd graph of them, so its backward replays that graph op by op (the LSTM instead goes through
+one fused oneDNN kernel; torch exposes no oneDNN GRU: ``aten::mkldnn_rnn_layer`` always builds the
+LSTM primitive). :func:`gru_unroll` computes the same function with a hand-written autograd
+``Function`` per layer:
+
+* forward: the input projection of every step in one matmul, then five in-place ops a step
+  (``addmm_`` of ``W_hh h`` onto the precomputed gate bases, one ``sigmoid_`` for ``r`` and ``z``,
+  ``addcmul_`` + ``tanh_`` for ``n``, ``lerp`` for ``h'``), on views unbound once before the loop;
+* backward: the gate derivatives of every step in a few batched ops (the forward saved ``r``,
+  ``z``, ``n`` and ``W_hn h + b_hn``), then a recurrence that is linear in ``dh`` (two or three ops
+  a step), then the gradients of ``x``, ``W_ih``, ``W_hh`` and both biases as ONE matmul (or sum)
+  each over all steps stacked.
+
+The math (PyTorch's GRU, gates stacked ``r, z, n`` in the weights)::
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))      h' = (1 − z) ⊙ n + z ⊙ h
+
+Resets: with ``episode_starts[t, b]`` the state of row ``b`` is multiplied by 0 before step ``t``,
+as the per-step masked reference loop does (``h = h * (1 - start)``); the gradient through the
+reset is exactly zero there too.
+
+Supported: a plain ``nn.GRU`` (not a subclass, no hooks), unidirectional, ``batch_first=False``,
+any ``num_layers``, ``bias`` True or False, dropout 0 (or the module in eval mode), floating
+dtypes. :func:`unsupported_reason` says why any other module is refused. Double backward is not
+supported (the backward is hand-written). :func:`fast_gru_wins` is the measured rule for when to
+prefer this over ``nn.GRU`` (see ``benchmarks/gru_speed.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["fast_gru_wins", "gru_unroll", "unsupported_reason"]
+
+# Below this many hidden units times batch rows a step, the backward recurrence folds the
+# ``dh * z`` term into its matmul (one op fewer a step, a third more matmul work): measured in
+# benchmarks/gru_speed.py, it wins while per-op overhead dominates the step.
+_FOLD_BELOW = 4096
+
+
+# ------------------------------------------------------------------------------------------------
+# the recurrence, forward (no autograd: the Function below differentiates it by hand)
+def _forward(
+    x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, keep: list[torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run one layer; return ``y [T, B, H]``, ``pre [T, B, 3H]`` (``r, z, W_hn h + b_hn``) and
+    ``gi [T, B, 3H]`` whose last third holds ``n``. ``keep[t]`` masks the state before step t."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    flat = x.reshape(T * B, -1)
+    if b_ih is None:
+        gi = torch.mm(flat, w_ih.t())
+    else:
+        # b_hr and b_hz add to the same pre-activations as b_ir and b_iz: fold them in here.
+        bias = b_ih.clone()
+        if b_hh is not None:
+            bias[: 2 * H] += b_hh[: 2 * H]
+        gi = torch.addmm(bias, flat, w_ih.t())
+    gi = gi.view(T, B, 3 * H)
+    pre = torch.empty_like(gi)
+    pre[..., : 2 * H] = gi[..., : 2 * H]
+    if b_hh is None:
+        pre[..., 2 * H :] = 0.0
+    else:
+        pre[..., 2 * H :] = b_hh[2 * H :]
+    y = x.new_empty(T, B, H)
+    # Unbind every view once: slicing inside the loop costs as much as the ops themselves.
+    pres, rzs, rs = pre.unbind(0), pre[..., : 2 * H].unbind(0), pre[..., :H].unbind(0)
+    zs, ghns = pre[..., H : 2 * H].unbind(0), pre[..., 2 * H :].unbind(0)
+    ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
+    h = h0
+    lerp = torch.lerp
+    for t in range(T):
+        mask = keep[t]
+        if mask is not None:
+            h = h * mask
+        pres[t].addmm_(h, w)
+        rzs[t].sigmoid_()
+        ns[t].addcmul_(rs[t], ghns[t]).tanh_()
+        h = lerp(ns[t], h, zs[t], out=ys[t])  # n + z * (h - n)
+    return y, pre, gi
+
+
+# ------------------------------------------------------------------------------------------------
+# the recurrence, backward
+def _coefficients(
+    pre: torch.Tensor, gi: torch.Tensor, hp: torch.Tensor
+) -> torch.Tensor:
+    """``[T, B, 4, H]``: d(pre-activations of r, z; W_hn h + b_hn) / dh', and z (= dh / dh')."""
+    H = hp.shape[2]
+    r, z, ghn, n = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :], gi[..., 2 * H :]
+    coef = hp.new_empty(*hp.shape[:2], 4, H)
+    a_n = torch.mul(1.0 - z, 1.0 - n * n, out=coef[:, :, 2])  # dh' -> pre-tanh n
+    torch.mul(a_n * ghn, r * (1.0 - r), out=coef[:, :, 0])
+    torch.mul(hp - n, z * (1.0 - z), out=coef[:, :, 1])
+    a_n.mul_(r)  # slot 2 becomes d / d(W_hn h + b_hn)
+    coef[:, :, 3] = z
+    return coef
+
+
+def _recurrence(
+    gy: torch.Tensor, coef: torch.Tensor, w_hh: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dh_t`` for every step (the gradient reaching ``y[t]``, future included) and ``dh0``.
+
+    ``dh_{t-1} = gy_{t-1} + dh_t ⊙ z_t + (dh_t ⊙ c_t) W_hh`` with ``c_t`` the masked gate slots.
+    """
+    T, B, _, H = coef.shape
+    dh = torch.empty_like(gy)
+    dh[T - 1] = gy[T - 1]
+    dhs, gys, coefs = dh.unbind(0), gy.unbind(0), coef.unbind(0)
+    dh0 = gy.new_empty(B, H)
+    if B * H < _FOLD_BELOW:
+        # Fold the dh * z term into the matmul: [dh*c_r, dh*c_z, dh*c_n, dh*z] @ [W_hh; I].
+        w = torch.cat([w_hh, torch.eye(H, dtype=w_hh.dtype, device=w_hh.device)])
+        g = gy.new_empty(B, 4, H)
+        flat = g.view(B, 4 * H)
+        for t in range(T - 1, -1, -1):
+            torch.mul(dhs[t].unsqueeze(1), coefs[t], out=g)
+            if t:
+                torch.addmm(gys[t - 1], flat, w, out=dhs[t - 1])
+            else:
+                torch.mm(flat, w, out=dh0)
+        return dh, dh0
+    g = gy.new_empty(B, 3, H)
+    flat = g.view(B, 3 * H)
+    for t in range(T - 1, -1, -1):
+        torch.mul(dhs[t].unsqueeze(1), coefs[t][:, :3], out=g)
+        if t:
+            torch.addcmul(gys[t - 1], dhs[t], coefs[t][:, 3], out=dhs[t - 1]).addmm_(flat, w_hh)
+        else:
+            torch.mul(dhs[t], coefs[t][:, 3], out=dh0).addmm_(flat, w_hh)
+    return dh, dh0
+
+
+class _GRULayer(torch.autograd.Function):
+    """One GRU layer over ``x [T, B, in]`` from ``h0 [B, H]``; the backward is hand-written."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+        b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, keep: torch.Tensor | None,
+        steps: list[torch.Tensor | None],
+    ) -> torch.Tensor:
+        y, pre, gi = _forward(x, h0, w_ih, w_hh, b_ih, b_hh, steps)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, y, pre, gi, keep)
+        ctx.biases = (b_ih is not None, b_hh is not None)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        x, h0, w_ih, w_hh, y, pre, gi, keep = ctx.saved_tensors
+        T, B, H = y.shape
+        need = ctx.needs_input_grad
+        hp = torch.cat([h0.unsqueeze(0), y[:-1]])  # the state each step read: [T, B, H]
+        if keep is not None:
+            hp.mul_(keep)
+        coef = _coefficients(pre, gi, hp)
+        masked = coef if keep is None else coef * keep.unsqueeze(3)
+        dh, dh0 = _recurrence(gy.contiguous(), masked, w_hh)
+        # Gradients of the pre-activations, all steps stacked: [T * B, 3H] (r, z, n blocks).
+        dgh = (dh.unsqueeze(2) * coef[:, :, :3]).view(T * B, 3 * H)
+        dgi = dgh.clone()
+        dgi[:, 2 * H :] = (dh * (1.0 - pre[..., H : 2 * H]) * (1.0 - gi[..., 2 * H :].square())).view(
+            T * B, H)
+        flat_x = x.reshape(T * B, -1)
+        grads: list[torch.Tensor | None] = [
+            dgi.mm(w_ih).view(x.shape) if need[0] else None,
+            dh0 if need[1] else None,
+            dgi.t().mm(flat_x) if need[2] else None,
+            dgh.t().mm(hp.view(T * B, H)) if need[3] else None,
+            dgi.sum(0) if need[4] and ctx.biases[0] else None,
+            dgh.sum(0) if need[5] and ctx.biases[1] else None,
+        ]
+        return (*grads, None, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# the public entry points
+def unsupported_reason(module: nn.Module) -> str | None:
+    """Why :func:`gru_unroll` cannot run ``module`` (one line), or ``None`` when it can.
+
+    Args:
+        module: any module.
+
+    Returns:
+        ``None`` for a plain unidirectional ``nn.GRU`` with ``batch_first=False``, no hooks and
+        dropout 0 (or in eval mode); otherwise what differs, with the fix.
+
+    >>> unsupported_reason(torch.nn.GRU(3, 4)) is None
+    True
+    >>> unsupported_reason(torch.nn.GRU(3, 4, bidirectional=True))
+    'expects a unidirectional nn.GRU, got bidirectional=True; use nn.GRU itself for it'
+    """
+    if type(module) is not nn.GRU:
+        return f"expects a plain nn.GRU, got {type(module).__name__}; call the module itself"
+    module = cast(nn.GRU, module)
+    if module.bidirectional:
+        return "expects a unidirectional nn.GRU, got bidirectional=True; use nn.GRU itself for it"
+    if module.batch_first:
+        return "expects batch_first=False (x shaped [T, B, in]), got batch_first=True; transpose x"
+    if module.dropout and module.training:
+        return (f"expects dropout=0 or eval mode, got dropout={module.dropout} in training mode;"
+                " use nn.GRU itself for it")
+    hooks = nn.modules.module
+    if (module._forward_hooks or module._forward_pre_hooks or hooks._global_forward_hooks
+            or hooks._global_forward_pre_hooks):
+        return "expects a module without forward hooks (they would not run); call the module itself"
+    return None
+
+
+def fast_gru_wins(
+    steps: int, batch: int, input_size: int, hidden_size: int, device: torch.device | str,
+    requires_grad: bool,
+) -> bool:
+    """Whether :func:`gru_unroll` is faster than ``nn.GRU`` here (measured in benchmarks/gru_speed.py).
+
+    On CPU it wins whenever a gradient is wanted, at every measured shape. Without a gradient it
+    wins from a few steps on (``nn.GRU``'s per-step ATen ops cost more than its five); a single
+    step is about even, so ``nn.GRU`` keeps it. On other devices (cuDNN's fused GRU) never.
+
+    Args:
+        steps, batch, input_size, hidden_size: the shape ``(T, B, in, H)`` of the call.
+        device: where the module lives.
+        requires_grad: whether the call builds a graph (grad mode on and something requires grad).
+
+    Returns:
+        ``True`` when :func:`gru_unroll` should be used.
+
+    >>> fast_gru_wins(128, 8, 64, 128, "cpu", True), fast_gru_wins(128, 8, 64, 128, "cuda", True)
+    (True, False)
+    """
+    del batch, input_size, hidden_size  # the measured rule does not depend on them (yet)
+    if torch.device(device).type != "cpu":
+        return False
+    return requires_grad or steps >= 2
+
+
+def _keep_masks(
+    episode_starts: np.ndarray | torch.Tensor | None, T: int, B: int, like: torch.Tensor
+) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+    """The starts as a ``[T, B, 1]`` keep mask (``None``: no start) and its rows per step."""
+    if episode_starts is None:
+        return None, [None] * T
+    given: Any = episode_starts
+    starts = given.detach().cpu().numpy() if isinstance(given, torch.Tensor) else np.asarray(given)
+    if starts.dtype != np.bool_ or starts.shape != (T, B):
+        raise ValueError(
+            f"gru_unroll: expected episode_starts as a bool mask [T={T}, B={B}] (True where x[t, b]"
+            f" starts a new episode), got {starts.dtype} {tuple(starts.shape)}; pass e.g."
+            " `np.asarray(starts, bool)`")
+    times = np.flatnonzero(starts.any(axis=1))
+    if times.size == 0:
+        return None, [None] * T
+    keep = torch.from_numpy(~starts).to(like.device, like.dtype).unsqueeze(2)
+    steps: list[torch.Tensor | None] = [None] * T
+    for t in times.tolist():
+        steps[t] = keep[t]
+    return keep, steps
+
+
+def _check(module: nn.Module, x: torch.Tensor, h0: torch.Tensor | None) -> nn.GRU:
+    reason = unsupported_reason(module)
+    if reason is not None:
+        raise (TypeError if type(module) is not nn.GRU else ValueError)(f"gru_unroll: {reason}")
+    module = cast(nn.GRU, module)
+    L, H = module.num_layers, module.hidden_size
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[2] != module.input_size:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"gru_unroll: expected x shaped [T, B, in={module.input_size}], got {shape}")
+    B = x.shape[1]
+    if h0 is not None and (h0.shape != (L, B, H) or h0.dtype != x.dtype or h0.device != x.device):
+        raise ValueError(
+            f"gru_unroll: expected h0 shaped [L={L}, B={B}, H={H}] on {x.device} / {x.dtype} (x's),"
+            f" got {tuple(h0.shape)} on {h0.device} / {h0.dtype}")
+    return module
+
+
+def gru_unroll(
+    module: nn.GRU,
+    x: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    episode_starts: np.ndarray | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``module`` over ``x`` from ``h0``, zeroing a row's state before each of its episode starts.
+
+    Without starts this equals ``module(x, h0)``; with them, the per-step masked loop
+    (``h = h * (1 - starts[t])`` before step ``t``): outputs, final state and gradients with
+    respect to ``x``, ``h0`` and every parameter, within float rounding.
+
+    Args:
+        module: a plain unidirectional ``nn.GRU`` with ``batch_first=False`` (any layers, bias
+            or not; dropout only in eval mode). See :func:`unsupported_reason`.
+        x: the inputs, on the module's device and dtype.
+        h0: the initial state (``None``: zeros).
+        episode_starts: bool mask (numpy or torch), True where ``x[t, b]`` starts a new episode;
+            ``None``: no start.
+
+    Returns:
+        ``(y, h_n)``: the top layer's output at every step and every layer's final state.
+
+    Raises:
+        TypeError: for a module that is not a plain ``nn.GRU``.
+        ValueError: for an unsupported ``nn.GRU`` configuration, or malformed ``x``, ``h0`` or
+            ``episode_starts``.
+
+    Shapes:
+        ``x [T, B, in]``, ``h0 [L, B, H]``, ``episode_starts [T, B]`` -> ``y [T, B, H]``,
+        ``h_n [L, B, H]``.
+
+    >>> gru = torch.nn.GRU(3, 4, num_layers=2)
+    >>> x, h0 = torch.randn(5, 2, 3), torch.zeros(2, 2, 4)
+    >>> y, h_n = gru_unroll(gru, x, h0)
+    >>> y_ref, h_ref = gru(x, h0)
+    >>> torch.allclose(y, y_ref, atol=1e-6), torch.allclose(h_n, h_ref, atol=1e-6)
+    (True, True)
+    """
+    m = _check(module, x, h0)
+    T, B, L, H = x.shape[0], x.shape[1], m.num_layers, m.hidden_size
+    if h0 is None:
+        h0 = x.new_zeros(L, B, H)
+    keep, steps = _keep_masks(episode_starts, T, B, x)
+    if T == 0:
+        return x.new_empty(0, B, H), h0 * 1
+    weights: list[torch.Tensor] = list(m._flat_weights)  # type: ignore[arg-type]
+    per = 4 if m.bias else 2
+    graph = torch.is_grad_enabled() and (
+        x.requires_grad or h0.requires_grad or any(w.requires_grad for w in weights))
+    inp, finals = x, []
+    for layer in range(L):
+        w_ih, w_hh, *b = weights[per * layer : per * (layer + 1)]
+        b_ih, b_hh = (b[0], b[1]) if b else (None, None)
+        if graph:
+            inp = _GRULayer.apply(inp, h0[layer], w_ih, w_hh, b_ih, b_hh, keep, steps)
+        else:
+            inp = _forward(inp, h0[layer], w_ih, w_hh, b_ih, b_hh, steps)[0]
+        finals.append(inp[T - 1])
+    return inp, torch.stack(finals)
