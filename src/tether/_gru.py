@@ -45,6 +45,26 @@ __all__ = ["fast_gru_wins", "gru_unroll", "unsupported_reason"]
 # benchmarks/gru_speed.py, it wins while per-op overhead dominates the step.
 _FOLD_BELOW = 4096
 
+# float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
+# (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
+# call, which only pays off on large products. Measured in benchmarks/gru_speed.py.
+_ONEDNN_FLOPS = 4_000_000
+_onednn_ok = bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+                  and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _onednn(a: torch.Tensor, n_out: int) -> bool:
+    """Whether ``a @ W.T`` (``W`` with ``n_out`` rows) should run on oneDNN's matmul."""
+    return (_onednn_ok and a.dtype == torch.float32 and a.device.type == "cpu"
+            and 2 * a.shape[0] * a.shape[1] * n_out >= _ONEDNN_FLOPS)
+
+
+def _linear(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``a @ w.T + bias``, on oneDNN when it is faster (a private op; see _onednn)."""
+    if _onednn(a, w.shape[0]):
+        return torch.ops.mkldnn._linear_pointwise(a, w, bias, "none", [], "")  # type: ignore[no-any-return]
+    return torch.mm(a, w.t()) if bias is None else torch.addmm(bias, a, w.t())
+
 
 # ------------------------------------------------------------------------------------------------
 # the recurrence, forward (no autograd: the Function below differentiates it by hand)
@@ -56,16 +76,12 @@ def _forward(
     ``gi [T, B, 3H]`` whose last third holds ``n``. ``keep[t]`` masks the state before step t."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    flat = x.reshape(T * B, -1)
-    if b_ih is None:
-        gi = torch.mm(flat, w_ih.t())
-    else:
+    bias = b_ih
+    if b_ih is not None and b_hh is not None:
         # b_hr and b_hz add to the same pre-activations as b_ir and b_iz: fold them in here.
         bias = b_ih.clone()
-        if b_hh is not None:
-            bias[: 2 * H] += b_hh[: 2 * H]
-        gi = torch.addmm(bias, flat, w_ih.t())
-    gi = gi.view(T, B, 3 * H)
+        bias[: 2 * H] += b_hh[: 2 * H]
+    gi = _linear(x.reshape(T * B, -1), w_ih, bias).view(T, B, 3 * H)
     pre = torch.empty_like(gi)
     pre[..., : 2 * H] = gi[..., : 2 * H]
     if b_hh is None:
@@ -78,12 +94,15 @@ def _forward(
     zs, ghns = pre[..., H : 2 * H].unbind(0), pre[..., 2 * H :].unbind(0)
     ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
     h = h0
-    lerp = torch.lerp
+    lerp, onednn = torch.lerp, _onednn(h0, 3 * H)
     for t in range(T):
         mask = keep[t]
         if mask is not None:
             h = h * mask
-        pres[t].addmm_(h, w)
+        if onednn:
+            pres[t].copy_(torch.ops.mkldnn._linear_pointwise.binary(h, pres[t], w_hh, None, "add"))
+        else:
+            pres[t].addmm_(h, w)
         rzs[t].sigmoid_()
         ns[t].addcmul_(rs[t], ghns[t]).tanh_()
         h = lerp(ns[t], h, zs[t], out=ys[t])  # n + z * (h - n)
@@ -133,12 +152,16 @@ def _recurrence(
         return dh, dh0
     g = gy.new_empty(B, 3, H)
     flat = g.view(B, 3 * H)
+    w_t = w_hh.t().contiguous()  # oneDNN takes W as [out, in]; reorder it once, not every step
+    linear = torch.ops.mkldnn._linear_pointwise.binary if _onednn(flat, H) else None
     for t in range(T - 1, -1, -1):
         torch.mul(dhs[t].unsqueeze(1), coefs[t][:, :3], out=g)
-        if t:
-            torch.addcmul(gys[t - 1], dhs[t], coefs[t][:, 3], out=dhs[t - 1]).addmm_(flat, w_hh)
+        base = torch.addcmul(gys[t - 1], dhs[t], coefs[t][:, 3], out=dhs[t - 1]) if t else (
+            torch.mul(dhs[t], coefs[t][:, 3], out=dh0))
+        if linear is None:
+            base.addmm_(flat, w_hh)
         else:
-            torch.mul(dhs[t], coefs[t][:, 3], out=dh0).addmm_(flat, w_hh)
+            base.copy_(linear(flat, base, w_t, None, "add"))
     return dh, dh0
 
 
@@ -146,7 +169,7 @@ class _GRULayer(torch.autograd.Function):
     """One GRU layer over ``x [T, B, in]`` from ``h0 [B, H]``; the backward is hand-written."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
         b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, keep: torch.Tensor | None,
         steps: list[torch.Tensor | None],
@@ -158,7 +181,7 @@ class _GRULayer(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, h0, w_ih, w_hh, y, pre, gi, keep = ctx.saved_tensors
         T, B, H = y.shape
         need = ctx.needs_input_grad
@@ -175,10 +198,10 @@ class _GRULayer(torch.autograd.Function):
             T * B, H)
         flat_x = x.reshape(T * B, -1)
         grads: list[torch.Tensor | None] = [
-            dgi.mm(w_ih).view(x.shape) if need[0] else None,
+            _linear(dgi, w_ih.t()).view(x.shape) if need[0] else None,
             dh0 if need[1] else None,
-            dgi.t().mm(flat_x) if need[2] else None,
-            dgh.t().mm(hp.view(T * B, H)) if need[3] else None,
+            _linear(dgi.t(), flat_x.t()) if need[2] else None,
+            _linear(dgh.t(), hp.view(T * B, H).t()) if need[3] else None,
             dgi.sum(0) if need[4] and ctx.biases[0] else None,
             dgh.sum(0) if need[5] and ctx.biases[1] else None,
         ]
@@ -204,7 +227,6 @@ def unsupported_reason(module: nn.Module) -> str | None:
     """
     if type(module) is not nn.GRU:
         return f"expects a plain nn.GRU, got {type(module).__name__}; call the module itself"
-    module = cast(nn.GRU, module)
     if module.bidirectional:
         return "expects a unidirectional nn.GRU, got bidirectional=True; use nn.GRU itself for it"
     if module.batch_first:
@@ -247,9 +269,10 @@ def fast_gru_wins(
 
 
 def _keep_masks(
-    episode_starts: np.ndarray | torch.Tensor | None, T: int, B: int, like: torch.Tensor
+    episode_starts: np.ndarray | torch.Tensor | None, shape: tuple[int, int], like: torch.Tensor
 ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
     """The starts as a ``[T, B, 1]`` keep mask (``None``: no start) and its rows per step."""
+    T, B = shape
     if episode_starts is None:
         return None, [None] * T
     given: Any = episode_starts
@@ -329,7 +352,7 @@ def gru_unroll(
     T, B, L, H = x.shape[0], x.shape[1], m.num_layers, m.hidden_size
     if h0 is None:
         h0 = x.new_zeros(L, B, H)
-    keep, steps = _keep_masks(episode_starts, T, B, x)
+    keep, steps = _keep_masks(episode_starts, (T, B), x)
     if T == 0:
         return x.new_empty(0, B, H), h0 * 1
     weights: list[torch.Tensor] = list(m._flat_weights)  # type: ignore[arg-type]
@@ -341,7 +364,8 @@ def gru_unroll(
         w_ih, w_hh, *b = weights[per * layer : per * (layer + 1)]
         b_ih, b_hh = (b[0], b[1]) if b else (None, None)
         if graph:
-            inp = _GRULayer.apply(inp, h0[layer], w_ih, w_hh, b_ih, b_hh, keep, steps)
+            inp = _GRULayer.apply(  # type: ignore[no-untyped-call]
+                inp, h0[layer], w_ih, w_hh, b_ih, b_hh, keep, steps)
         else:
             inp = _forward(inp, h0[layer], w_ih, w_hh, b_ih, b_hh, steps)[0]
         finals.append(inp[T - 1])

@@ -1,0 +1,258 @@
+"""GRU vs LSTM forward + backward on CPU: nn.GRU, nn.LSTM and the fast GRU's candidates, as ratios.
+
+Every variant computes the gradients w.r.t. x, the initial state and every parameter (forward +
+backward) at ``(T, B, in, H)``, on CPU with 1 thread. The variants of a shape are interleaved round
+by round (machine noise hits all alike) and the medians compared; ratios are within one run.
+
+Variants (no starts): ``lstm`` (nn.LSTM, oneDNN), ``gru`` (nn.GRU), ``fast`` (tether's
+``gru_unroll`` as shipped), ``fast_mkl`` (the same with every matmul on torch.mm, no oneDNN),
+``hoisted`` (candidate a: input projection in one matmul, a per-step loop of addmm + gate ops,
+autograd through the loop). With ~2 % episode starts: ``lstm_loop`` / ``gru_loop`` (the per-step
+masked loop), ``lstm_unroll`` / ``gru_unroll`` (tether.sequence.unroll, which splices resets into
+one fused call) and ``fast`` with the starts. Single-step inference (T = 1, no grad): ``nn.GRU``,
+``gru_cell`` (torch.gru_cell) and ``fast``.
+
+Writes ``benchmarks/results/gru_speed.json`` and ``gru_speed.md``.
+Run: ``python benchmarks/gru_speed.py [--rounds N] [--small]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+import tether._gru as fast_gru
+from tether import RecurrentState, track
+from tether.sequence import unroll
+
+SHAPES = [(130, 2, 64, 64), (128, 8, 64, 128), (32, 64, 64, 64), (128, 32, 128, 256)]
+SMALL_SHAPES = [(16, 4, 8, 16)]
+STEP_SHAPES = [(8, 64, 64), (64, 64, 128)]  # (B, in, H) for the single-step case
+START_RATE = 0.02
+RESULTS = Path(__file__).resolve().parent / "results"
+
+Variant = Callable[[], object]
+
+
+def hoisted_gru(m: nn.GRU, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate (a): one matmul for the input projection, then addmm + gates a step (autograd)."""
+    T, B, _ = x.shape
+    H = m.hidden_size
+    w_ih, w_hh, b_ih, b_hh = m.parameters()
+    gi = torch.addmm(b_ih, x.reshape(T * B, -1), w_ih.t()).view(T, B, 3 * H)
+    w, hs = w_hh.t(), []
+    for t in range(T):
+        gh = torch.addmm(b_hh, h, w)
+        rz = torch.sigmoid(gi[t, :, : 2 * H] + gh[:, : 2 * H])
+        n = torch.tanh(torch.addcmul(gi[t, :, 2 * H :], rz[:, :H], gh[:, 2 * H :]))
+        h = torch.lerp(n, h, rz[:, H:])
+        hs.append(h)
+    return torch.stack(hs), h.unsqueeze(0)
+
+
+def masked_loop(m: nn.RNNBase, x: torch.Tensor, hx: tuple[torch.Tensor, ...], starts: np.ndarray
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The per-step masked reference loop (CleanRL / sb3-contrib)."""
+    keep = torch.from_numpy(~starts).to(x.dtype)
+    ys = []
+    for t in range(x.shape[0]):
+        hx = tuple(s * keep[t].view(1, -1, 1) for s in hx)
+        y, out = m(x[t : t + 1], hx if len(hx) == 2 else hx[0])
+        hx = tuple(out) if len(hx) == 2 else (out,)
+        ys.append(y)
+    return torch.cat(ys), hx
+
+
+def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, Variant]:
+    """Zero-argument forward + backward functions, one per variant, on one shape."""
+    T, B, n_in, H = shape
+    torch.manual_seed(seed)
+    lstm, gru = nn.LSTM(n_in, H), nn.GRU(n_in, H)
+    x = torch.randn(T, B, n_in, requires_grad=True)
+    h0 = torch.randn(1, B, H, requires_grad=True)
+    c0 = torch.randn(1, B, H, requires_grad=True)
+    starts = np.random.default_rng(seed).random((T, B)) < START_RATE
+    lstm_wrt, gru_wrt = [x, h0, c0, *lstm.parameters()], [x, h0, *gru.parameters()]
+    lstm_core, gru_core = track(lstm), track(gru)
+
+    def back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
+        return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)
+
+    def fast(with_starts: bool, onednn: bool = True) -> Variant:
+        def run() -> object:
+            saved = fast_gru._ONEDNN_FLOPS
+            fast_gru._ONEDNN_FLOPS = saved if onednn else 1 << 62
+            try:
+                y, h = fast_gru.gru_unroll(gru, x, h0, starts if with_starts else None)
+                return back(gru_wrt, y, h)
+            finally:
+                fast_gru._ONEDNN_FLOPS = saved
+        return run
+
+    def tether_unroll(core: object, wrt: list[torch.Tensor], tensors: tuple[torch.Tensor, ...]
+                      ) -> Variant:
+        def run() -> object:
+            y, final = unroll(core, x, starts, RecurrentState(tensors))  # type: ignore[arg-type]
+            return back(wrt, y, *final.tensors)
+        return run
+
+    return {
+        "lstm": lambda: back(lstm_wrt, *_flat(lstm(x, (h0, c0)))),
+        "gru": lambda: back(gru_wrt, *_flat(gru(x, h0))),
+        "fast": fast(False),
+        "fast_mkl": fast(False, onednn=False),
+        "hoisted": lambda: back(gru_wrt, *hoisted_gru(gru, x, h0[0])),
+        "lstm_loop+starts": lambda: back(lstm_wrt, *_flat(masked_loop(lstm, x, (h0, c0), starts))),
+        "lstm_unroll+starts": tether_unroll(lstm_core, lstm_wrt, (h0, c0)),
+        "gru_loop+starts": lambda: back(gru_wrt, *_flat(masked_loop(gru, x, (h0,), starts))),
+        "gru_unroll+starts": tether_unroll(gru_core, gru_wrt, (h0,)),
+        "fast+starts": fast(True),
+    }
+
+
+def _flat(out: object) -> list[torch.Tensor]:
+    """Every tensor in a nested (y, state) result."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for part in out for t in _flat(part)]  # type: ignore[attr-defined]
+
+
+def step_variants(shape: tuple[int, int, int], seed: int = 0) -> dict[str, Variant]:
+    """Single-step inference (T = 1, no grad): what policy.act runs."""
+    B, n_in, H = shape
+    torch.manual_seed(seed)
+    gru = nn.GRU(n_in, H)
+    x, h = torch.randn(1, B, n_in), torch.randn(1, B, H)
+    w = tuple(gru.parameters())
+
+    def nograd(fn: Callable[[], object]) -> Variant:
+        def run() -> object:
+            with torch.no_grad():
+                return fn()
+        return run
+
+    return {
+        "nn.GRU": nograd(lambda: gru(x, h)),
+        "gru_cell": nograd(lambda: torch.gru_cell(x[0], h[0], *w)),
+        "fast": nograd(lambda: fast_gru.gru_unroll(gru, x, h)),
+    }
+
+
+def measure(variants: dict[str, Variant], rounds: int, repeat: int) -> dict[str, float]:
+    """Median seconds per call of each variant, interleaved round by round."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for fn in variants.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            times[name].append((time.perf_counter() - start) / repeat)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def environment() -> dict[str, object]:
+    """Versions, hardware, threads and the commit the numbers come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=root, capture_output=True, text=True, check=False).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
+            "threads": torch.get_num_threads(), "commit": commit + ("+dirty" if dirty else ""),
+            "onednn_flops_threshold": fast_gru._ONEDNN_FLOPS, "start_rate": START_RATE}
+
+
+def table(results: dict[str, object]) -> str:
+    """The markdown report."""
+    env = results["environment"]
+    assert isinstance(env, dict)
+    lines = [
+        "# GRU vs LSTM forward + backward (CPU)", "",
+        f"torch {env['torch']}, Python {env['python']}, {env['cpu']}, {env['threads']} thread,"
+        f" commit {env['commit']}. Medians (ms) of interleaved rounds; ratios within this run."
+        " Generated by `benchmarks/gru_speed.py`.", "",
+        "| T, B, in, H | nn.LSTM | nn.GRU | fast | fast (MKL only) | hoisted (a) | nn.GRU / LSTM |"
+        " **fast / LSTM** |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = results["sequences"]
+    assert isinstance(rows, list)
+    for row in rows:
+        ms = row["ms"]
+        lines.append(
+            f"| {', '.join(map(str, row['shape']))} | {ms['lstm']:.2f} | {ms['gru']:.2f} |"
+            f" {ms['fast']:.2f} | {ms['fast_mkl']:.2f} | {ms['hoisted']:.2f} |"
+            f" {ms['gru'] / ms['lstm']:.2f} | **{ms['fast'] / ms['lstm']:.2f}** |")
+    lines += ["", f"With {START_RATE:.0%} episode starts (ms; ratio against nn.LSTM through"
+              " tether.sequence.unroll):", "",
+              "| T, B, in, H | LSTM masked loop | LSTM unroll | GRU masked loop | GRU unroll |"
+              " fast + starts | **fast+starts / LSTM unroll** |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        ms = row["ms"]
+        lines.append(
+            f"| {', '.join(map(str, row['shape']))} | {ms['lstm_loop+starts']:.2f} |"
+            f" {ms['lstm_unroll+starts']:.2f} | {ms['gru_loop+starts']:.2f} |"
+            f" {ms['gru_unroll+starts']:.2f} | {ms['fast+starts']:.2f} |"
+            f" **{ms['fast+starts'] / ms['lstm_unroll+starts']:.2f}** |")
+    lines += ["", "Single step, inference (T = 1, no grad), microseconds:", "",
+              "| B, in, H | nn.GRU | torch.gru_cell | fast | fast / nn.GRU |", "|---|---|---|---|---|"]
+    steps = results["single_step"]
+    assert isinstance(steps, list)
+    for row in steps:
+        us = row["us"]
+        lines.append(f"| {', '.join(map(str, row['shape']))} | {us['nn.GRU']:.1f} |"
+                     f" {us['gru_cell']:.1f} | {us['fast']:.1f} | {us['fast'] / us['nn.GRU']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Measure every shape, print the table, write the json and markdown results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per shape")
+    parser.add_argument("--small", action="store_true", help="one tiny shape (a smoke run)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results: dict[str, object] = {"environment": environment(), "sequences": [], "single_step": []}
+    for shape in SMALL_SHAPES if args.small else SHAPES:
+        ms = {k: v * 1e3 for k, v in measure(make_variants(shape), args.rounds, 1).items()}
+        results["sequences"].append({"shape": list(shape), "ms": ms})  # type: ignore[attr-defined]
+        print(shape, {k: round(v, 3) for k, v in ms.items()}, flush=True)
+    for step in STEP_SHAPES:
+        us = {k: v * 1e6 for k, v in measure(step_variants(step), args.rounds, 200).items()}
+        results["single_step"].append({"shape": list(step), "us": us})  # type: ignore[attr-defined]
+        print(step, {k: round(v, 2) for k, v in us.items()}, flush=True)
+    text = table(results)
+    print(text)
+    if not args.small:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "gru_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+        (RESULTS / "gru_speed.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
