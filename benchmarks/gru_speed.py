@@ -9,8 +9,8 @@ Variants (no starts): ``lstm`` (nn.LSTM, oneDNN), ``gru`` (nn.GRU), ``fast`` (te
 ``hoisted`` (candidate a: input projection in one matmul, a per-step loop of addmm + gate ops,
 autograd through the loop). With ~2 % episode starts: ``lstm_loop`` / ``gru_loop`` (the per-step
 masked loop), ``lstm_unroll`` / ``gru_unroll`` (tether.sequence.unroll, which splices resets into
-one fused call) and ``fast`` with the starts. Single-step inference (T = 1, no grad): ``nn.GRU``,
-``gru_cell`` (torch.gru_cell) and ``fast``.
+one fused call) and ``fast`` with the starts. Inference without grad (T = 1, what policy.act
+runs, and a few more steps): ``nn.GRU``, ``gru_cell`` (a loop of torch.gru_cell) and ``fast``.
 
 Writes ``benchmarks/results/gru_speed.json`` and ``gru_speed.md``.
 Run: ``python benchmarks/gru_speed.py [--rounds N] [--small]``.
@@ -39,7 +39,8 @@ from tether.sequence import unroll
 
 SHAPES = [(130, 2, 64, 64), (128, 8, 64, 128), (32, 64, 64, 64), (128, 32, 128, 256)]
 SMALL_SHAPES = [(16, 4, 8, 16)]
-STEP_SHAPES = [(8, 64, 64), (64, 64, 128)]  # (B, in, H) for the single-step case
+#: (T, B, in, H) for inference without grad: the single step policy.act runs, and a few more steps.
+STEP_SHAPES = [(1, 8, 64, 64), (1, 64, 64, 128), (2, 8, 64, 64), (4, 8, 64, 64), (16, 8, 64, 64)]
 START_RATE = 0.02
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -129,12 +130,12 @@ def _flat(out: object) -> list[torch.Tensor]:
     return [t for part in out for t in _flat(part)]  # type: ignore[attr-defined]
 
 
-def step_variants(shape: tuple[int, int, int], seed: int = 0) -> dict[str, Variant]:
-    """Single-step inference (T = 1, no grad): what policy.act runs."""
-    B, n_in, H = shape
+def step_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, Variant]:
+    """Inference without grad over T steps (T = 1: what policy.act runs)."""
+    T, B, n_in, H = shape
     torch.manual_seed(seed)
     gru = nn.GRU(n_in, H)
-    x, h = torch.randn(1, B, n_in), torch.randn(1, B, H)
+    x, h = torch.randn(T, B, n_in), torch.randn(1, B, H)
     w = tuple(gru.parameters())
 
     def nograd(fn: Callable[[], object]) -> Variant:
@@ -143,9 +144,15 @@ def step_variants(shape: tuple[int, int, int], seed: int = 0) -> dict[str, Varia
                 return fn()
         return run
 
+    def cells() -> object:
+        state = h[0]
+        for t in range(T):
+            state = torch.gru_cell(x[t], state, *w)
+        return state
+
     return {
         "nn.GRU": nograd(lambda: gru(x, h)),
-        "gru_cell": nograd(lambda: torch.gru_cell(x[0], h[0], *w)),
+        "gru_cell": nograd(cells),
         "fast": nograd(lambda: fast_gru.gru_unroll(gru, x, h)),
     }
 
@@ -219,8 +226,9 @@ def table(results: dict[str, object]) -> str:
             f" {ms['lstm_unroll+starts']:.2f} | {ms['gru_loop+starts']:.2f} |"
             f" {ms['gru_unroll+starts']:.2f} | {ms['fast+starts']:.2f} |"
             f" **{ms['fast+starts'] / ms['lstm_unroll+starts']:.2f}** |")
-    lines += ["", "Single step, inference (T = 1, no grad), microseconds:", "",
-              "| B, in, H | nn.GRU | torch.gru_cell | fast | fast / nn.GRU |", "|---|---|---|---|---|"]
+    lines += ["", "Inference without grad (T = 1 is what policy.act runs), microseconds:", "",
+              "| T, B, in, H | nn.GRU | torch.gru_cell loop | fast | fast / nn.GRU |",
+              "|---|---|---|---|---|"]
     steps = results["single_step"]
     assert isinstance(steps, list)
     for row in steps:

@@ -94,18 +94,18 @@ def _forward(
     zs, ghns = pre[..., H : 2 * H].unbind(0), pre[..., 2 * H :].unbind(0)
     ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
     h = h0
-    lerp, onednn = torch.lerp, _onednn(h0, 3 * H)
-    for t in range(T):
-        mask = keep[t]
+    lerp, linear = torch.lerp, torch.ops.mkldnn._linear_pointwise.binary
+    onednn = _onednn(h0, 3 * H)
+    for p, rz, r, z, ghn, n, out, mask in zip(pres, rzs, rs, zs, ghns, ns, ys, keep, strict=True):
         if mask is not None:
             h = h * mask
         if onednn:
-            pres[t].copy_(torch.ops.mkldnn._linear_pointwise.binary(h, pres[t], w_hh, None, "add"))
+            p.copy_(linear(h, p, w_hh, None, "add"))
         else:
-            pres[t].addmm_(h, w)
-        rzs[t].sigmoid_()
-        ns[t].addcmul_(rs[t], ghns[t]).tanh_()
-        h = lerp(ns[t], h, zs[t], out=ys[t])  # n + z * (h - n)
+            p.addmm_(h, w)
+        rz.sigmoid_()
+        n.addcmul_(r, ghn).tanh_()
+        h = lerp(n, h, z, out=out)  # n + z * (h - n)
     return y, pre, gi
 
 
@@ -143,12 +143,13 @@ def _recurrence(
         w = torch.cat([w_hh, torch.eye(H, dtype=w_hh.dtype, device=w_hh.device)])
         g = gy.new_empty(B, 4, H)
         flat = g.view(B, 4 * H)
-        for t in range(T - 1, -1, -1):
-            torch.mul(dhs[t].unsqueeze(1), coefs[t], out=g)
-            if t:
-                torch.addmm(gys[t - 1], flat, w, out=dhs[t - 1])
-            else:
-                torch.mm(flat, w, out=dh0)
+        mul, addmm = torch.mul, torch.addmm
+        # Step t reads dh_t and writes dh_{t-1} = gy_{t-1} + ...; step 0 writes dh0 (no gy).
+        for d, c, base, target in zip(dhs[:0:-1], coefs[:0:-1], gys[-2::-1], dhs[-2::-1], strict=True):
+            mul(d.unsqueeze(1), c, out=g)
+            addmm(base, flat, w, out=target)
+        torch.mul(dhs[0].unsqueeze(1), coefs[0], out=g)
+        torch.mm(flat, w, out=dh0)
         return dh, dh0
     g = gy.new_empty(B, 3, H)
     flat = g.view(B, 3 * H)
