@@ -43,7 +43,7 @@ __all__ = ["fast_gru_wins", "gru_unroll", "unsupported_reason"]
 # Below this many hidden units times batch rows a step, the backward recurrence folds the
 # ``dh * z`` term into its matmul (one op fewer a step, a third more matmul work): measured in
 # benchmarks/gru_speed.py, it wins while per-op overhead dominates the step.
-_FOLD_BELOW = 4096
+_FOLD_BELOW = 512
 
 # float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
 # (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
