@@ -56,12 +56,17 @@ def make(steps: int, batch: int, n_in: int, hidden: int, layers: int, bias: bool
     return m, x, h0
 
 
-@pytest.fixture(params=["fold", "no fold", "onednn"])
+@pytest.fixture(params=["fold", "no fold", "tanh via sigmoid", "onednn"])
 def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each way the kernel can run: backward recurrence with the z term folded into the matmul
-    or not, and every float32 matmul on oneDNN."""
+    or not, tanh taken through sigmoid (wide steps), every float32 matmul on oneDNN."""
+    if request.param == "fold":
+        monkeypatch.setattr(fast_gru, "_FOLD_BELOW", 1 << 30)
+        monkeypatch.setattr(fast_gru, "_WIDE", 1 << 30)
     if request.param == "no fold":
         monkeypatch.setattr(fast_gru, "_FOLD_BELOW", 0)
+    if request.param == "tanh via sigmoid":
+        monkeypatch.setattr(fast_gru, "_WIDE", 0)
     if request.param == "onednn":
         if not fast_gru._onednn_ok:
             pytest.skip("torch built without oneDNN")

@@ -45,6 +45,10 @@ __all__ = ["fast_gru_wins", "gru_unroll", "unsupported_reason"]
 # benchmarks/gru_speed.py, it wins while per-op overhead dominates the step.
 _FOLD_BELOW = 512
 
+# From this many hidden units times batch rows a step, the forward takes tanh through sigmoid
+# (see _forward): one op more a step, but torch's tanh costs ~2 ns an element against ~0.3.
+_WIDE = 2048
+
 # float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
 # (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
 # call, which only pays off on large products. Measured in benchmarks/gru_speed.py.
@@ -76,6 +80,15 @@ def _forward(
     ``gi [T, B, 3H]`` whose last third holds ``n``. ``keep[t]`` masks the state before step t."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
+    # torch's CPU tanh runs ~8x slower than its sigmoid: on wide steps take tanh(a) as
+    # 2 sigmoid(2a) - 1, the 2a coming free from doubling the n rows of the weights and biases.
+    wide = B * H >= _WIDE
+    if wide:
+        scale = w_hh.new_ones(3 * H)
+        scale[2 * H :] = 2.0
+        w_ih, w_hh = w_ih * scale.unsqueeze(1), w_hh * scale.unsqueeze(1)
+        b_ih = None if b_ih is None else b_ih * scale
+        b_hh = None if b_hh is None else b_hh * scale
     bias = b_ih
     if b_ih is not None and b_hh is not None:
         # b_hr and b_hz add to the same pre-activations as b_ir and b_iz: fold them in here.
@@ -94,18 +107,26 @@ def _forward(
     zs, ghns = pre[..., H : 2 * H].unbind(0), pre[..., 2 * H :].unbind(0)
     ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
     h = h0
-    lerp, linear = torch.lerp, torch.ops.mkldnn._linear_pointwise.binary
+    lerp, addcmul, linear = torch.lerp, torch.addcmul, torch.ops.mkldnn._linear_pointwise.binary
     onednn = _onednn(h0, 3 * H)
+    if onednn:  # oneDNN's blocked layout for W_hh, once: a per-call reorder costs a fifth
+        w = torch.ops.mkldnn._reorder_linear_weight(w_hh, B)
+    minus_one, two = x.new_full((1,), -1.0), x.new_full((1,), 2.0)
     for p, rz, r, z, ghn, n, out, mask in zip(pres, rzs, rs, zs, ghns, ns, ys, keep, strict=True):
         if mask is not None:
             h = h * mask
         if onednn:
-            p.copy_(linear(h, p, w_hh, None, "add"))
+            p.copy_(linear(h, p, w, None, "add"))
         else:
             p.addmm_(h, w)
         rz.sigmoid_()
-        n.addcmul_(r, ghn).tanh_()
+        if wide:
+            addcmul(minus_one, n.addcmul_(r, ghn).sigmoid_(), two, out=n)
+        else:
+            n.addcmul_(r, ghn).tanh_()
         h = lerp(n, h, z, out=out)  # n + z * (h - n)
+    if wide:
+        pre[..., 2 * H :] *= 0.5  # back to W_hn h + b_hn for the backward
     return y, pre, gi
 
 
@@ -153,8 +174,9 @@ def _recurrence(
         return dh, dh0
     g = gy.new_empty(B, 3, H)
     flat = g.view(B, 3 * H)
-    w_t = w_hh.t().contiguous()  # oneDNN takes W as [out, in]; reorder it once, not every step
     linear = torch.ops.mkldnn._linear_pointwise.binary if _onednn(flat, H) else None
+    if linear is not None:  # oneDNN takes W as [out, in], in its blocked layout: reorder once
+        w_t = torch.ops.mkldnn._reorder_linear_weight(w_hh.t().contiguous(), B)
     for t in range(T - 1, -1, -1):
         torch.mul(dhs[t].unsqueeze(1), coefs[t][:, :3], out=g)
         base = torch.addcmul(gys[t - 1], dhs[t], coefs[t][:, 3], out=dhs[t - 1]) if t else (
