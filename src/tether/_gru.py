@@ -52,7 +52,7 @@ _WIDE = 2048
 # float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
 # (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
 # call, which only pays off on large products. Measured in benchmarks/gru_speed.py.
-_ONEDNN_FLOPS = 4_000_000
+_ONEDNN_FLOPS = 16_000_000
 _onednn_ok = bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
                   and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
@@ -111,7 +111,7 @@ def _forward(
     onednn = _onednn(h0, 3 * H)
     if onednn:  # oneDNN's blocked layout for W_hh, once: a per-call reorder costs a fifth
         w = torch.ops.mkldnn._reorder_linear_weight(w_hh, B)
-    minus_one, two = x.new_full((1,), -1.0), x.new_full((1,), 2.0)
+    minus_one, two = (x.new_full((1,), -1.0), x.new_full((1,), 2.0)) if wide else (x, x)
     for p, rz, r, z, ghn, n, out, mask in zip(pres, rzs, rs, zs, ghns, ns, ys, keep, strict=True):
         if mask is not None:
             h = h * mask
