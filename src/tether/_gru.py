@@ -52,15 +52,24 @@ _WIDE = 2048
 # float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
 # (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
 # call, which only pays off on large products. Measured in benchmarks/gru_speed.py.
-_ONEDNN_FLOPS = 16_000_000
+_ONEDNN_FLOPS = 4_000_000
 _onednn_ok = bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
-                  and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+                  and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+                  and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
 def _onednn(a: torch.Tensor, n_out: int) -> bool:
-    """Whether ``a @ W.T`` (``W`` with ``n_out`` rows) should run on oneDNN's matmul."""
-    return (_onednn_ok and a.dtype == torch.float32 and a.device.type == "cpu"
-            and 2 * a.shape[0] * a.shape[1] * n_out >= _ONEDNN_FLOPS)
+    """Whether ``a @ W.T`` (``W`` with ``n_out`` rows) should run on oneDNN's matmul.
+
+    Only at full float32 precision: a user who allowed bf16 / tf32 matmuls for oneDNN would get
+    them here too, which torch.mm (MKL) would not have done, so we keep to torch.mm then.
+    """
+    if not (_onednn_ok and a.dtype == torch.float32 and a.device.type == "cpu"
+            and 2 * a.shape[0] * a.shape[1] * n_out >= _ONEDNN_FLOPS):
+        return False
+    onednn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    return (torch.get_float32_matmul_precision() == "highest"
+            and getattr(onednn_matmul, "fp32_precision", "none") in ("none", "ieee"))
 
 
 def _linear(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,15 +144,21 @@ def _forward(
 def _coefficients(
     pre: torch.Tensor, gi: torch.Tensor, hp: torch.Tensor
 ) -> torch.Tensor:
-    """``[T, B, 4, H]``: d(pre-activations of r, z; W_hn h + b_hn) / dh', and z (= dh / dh')."""
+    """``[T, B, 5, H]``: what ``dh'`` is multiplied by to give the gradient of each pre-activation.
+
+    Slots: ``W_in x + b_in``, ``r``'s and ``z``'s pre-activations, ``W_hn h + b_hn``, then ``z``
+    (``dh / dh'`` straight through the update). Slots 0-3 give the gradients of the input
+    projection (0, 1, 2: n, r, z) and of ``W_hh h + b_hh`` (1, 2, 3: r, z, n) as two contiguous
+    column ranges of one buffer; slots 1-4 drive the backward recurrence.
+    """
     H = hp.shape[2]
     r, z, ghn, n = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :], gi[..., 2 * H :]
-    coef = hp.new_empty(*hp.shape[:2], 4, H)
-    a_n = torch.mul(1.0 - z, 1.0 - n * n, out=coef[:, :, 2])  # dh' -> pre-tanh n
-    torch.mul(a_n * ghn, r * (1.0 - r), out=coef[:, :, 0])
-    torch.mul(hp - n, z * (1.0 - z), out=coef[:, :, 1])
-    a_n.mul_(r)  # slot 2 becomes d / d(W_hn h + b_hn)
-    coef[:, :, 3] = z
+    coef = hp.new_empty(*hp.shape[:2], 5, H)
+    a_n = torch.mul(1.0 - z, 1.0 - n * n, out=coef[:, :, 0])  # dh' -> pre-tanh n
+    torch.mul(a_n * ghn, r * (1.0 - r), out=coef[:, :, 1])
+    torch.mul(hp - n, z * (1.0 - z), out=coef[:, :, 2])
+    torch.mul(a_n, r, out=coef[:, :, 3])
+    coef[:, :, 4] = z
     return coef
 
 
@@ -188,6 +203,11 @@ def _recurrence(
     return dh, dh0
 
 
+def _unpermute(grad: torch.Tensor, hidden: int) -> torch.Tensor:
+    """Gate blocks ``(n, r, z)`` back to PyTorch's ``(r, z, n)`` along dim 0."""
+    return torch.cat([grad[hidden:], grad[:hidden]])
+
+
 class _GRULayer(torch.autograd.Function):
     """One GRU layer over ``x [T, B, in]`` from ``h0 [B, H]``; the backward is hand-written."""
 
@@ -212,21 +232,24 @@ class _GRULayer(torch.autograd.Function):
         if keep is not None:
             hp.mul_(keep)
         coef = _coefficients(pre, gi, hp)
-        masked = coef if keep is None else coef * keep.unsqueeze(3)
-        dh, dh0 = _recurrence(gy.contiguous(), masked, w_hh)
-        # Gradients of the pre-activations, all steps stacked: [T * B, 3H] (r, z, n blocks).
-        dgh = (dh.unsqueeze(2) * coef[:, :, :3]).view(T * B, 3 * H)
-        dgi = dgh.clone()
-        dgi[:, 2 * H :] = (dh * (1.0 - pre[..., H : 2 * H]) * (1.0 - gi[..., 2 * H :].square())).view(
-            T * B, H)
-        flat_x = x.reshape(T * B, -1)
+        steps = coef[:, :, 1:] if keep is None else coef[:, :, 1:] * keep.unsqueeze(3)
+        dh, dh0 = _recurrence(gy.contiguous(), steps, w_hh)
+        # Gradients of the pre-activations, all steps stacked: [T * B, 4H] = n (input side), r,
+        # z, n (recurrent side); the input projection's are columns :3H, W_hh h's columns H:.
+        TB = T * B
+        flat = (dh.unsqueeze(2) * coef[:, :, :4]).view(TB, 4 * H)
+        # oneDNN's matmul wants the reduction dim innermost: transpose once for both weights.
+        cols = flat.t().contiguous() if _onednn(flat, x.shape[2]) else flat.t()
+        d_in, d_rec = cols[: 3 * H], cols[H:]  # [3H, TB] each, gates (n, r, z) and (r, z, n)
+        # x's gradient through [W_in; W_ir; W_iz; 0]: one matmul over the whole buffer.
+        w_perm = torch.cat([w_ih[2 * H :], w_ih[: 2 * H], w_ih.new_zeros(H, w_ih.shape[1])])
         grads: list[torch.Tensor | None] = [
-            _linear(dgi, w_ih.t()).view(x.shape) if need[0] else None,
+            _linear(flat, w_perm.t().contiguous()).view(x.shape) if need[0] else None,
             dh0 if need[1] else None,
-            _linear(dgi.t(), flat_x.t()) if need[2] else None,
-            _linear(dgh.t(), hp.view(T * B, H).t()) if need[3] else None,
-            dgi.sum(0) if need[4] and ctx.biases[0] else None,
-            dgh.sum(0) if need[5] and ctx.biases[1] else None,
+            _unpermute(_linear(d_in, x.reshape(TB, -1).t()), H) if need[2] else None,
+            _linear(d_rec, hp.view(TB, H).t()) if need[3] else None,
+            _unpermute(d_in.sum(1), H) if need[4] and ctx.biases[0] else None,
+            d_rec.sum(1) if need[5] and ctx.biases[1] else None,
         ]
         return (*grads, None, None)
 
