@@ -98,13 +98,14 @@ def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, 
 
     def fast(with_starts: bool, onednn: bool = True) -> Variant:
         def run() -> object:
-            saved = fast_gru._ONEDNN_FLOPS
-            fast_gru._ONEDNN_FLOPS = saved if onednn else 1 << 62
+            saved = fast_gru._ONEDNN_FLOPS, fast_gru._ONEDNN_STEP_FLOPS
+            if not onednn:
+                fast_gru._ONEDNN_FLOPS = fast_gru._ONEDNN_STEP_FLOPS = 1 << 62
             try:
                 y, h = fast_gru.gru_unroll(gru, x, h0, starts if with_starts else None)
                 return back(gru_wrt, y, h)
             finally:
-                fast_gru._ONEDNN_FLOPS = saved
+                fast_gru._ONEDNN_FLOPS, fast_gru._ONEDNN_STEP_FLOPS = saved
         return run
 
     def tether_unroll(core: Any, wrt: list[torch.Tensor], tensors: tuple[torch.Tensor, ...]
@@ -205,7 +206,8 @@ def environment() -> dict[str, object]:
         commit, dirty = "unknown", False
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
             "threads": torch.get_num_threads(), "commit": commit + ("+dirty" if dirty else ""),
-            "onednn_flops_threshold": fast_gru._ONEDNN_FLOPS, "start_rate": START_RATE}
+            "onednn_flops_threshold": fast_gru._ONEDNN_FLOPS,
+            "onednn_step_flops_threshold": fast_gru._ONEDNN_STEP_FLOPS, "start_rate": START_RATE}
 
 
 def table(results: dict[str, object]) -> str:

@@ -14,6 +14,13 @@ LSTM primitive). :func:`gru_unroll` computes the same function with a hand-writt
   a step), then the gradients of ``x``, ``W_ih``, ``W_hh`` and both biases as ONE matmul (or sum)
   each over all steps stacked.
 
+Two CPU details matter as much as the structure: float32 matmuls of more than a few Mflop go
+through oneDNN's matmul (``torch.mm`` is MKL, which runs at about half oneDNN's speed on AMD CPUs),
+and on wide steps ``tanh`` is taken as ``2 sigmoid(2a) - 1`` (torch's CPU tanh is ~8x slower than
+its sigmoid). Candidates measured and dropped (``benchmarks/gru_speed.py``): autograd through the
+hoisted loop (slower than ``nn.GRU``), ``torch.jit.script`` (deprecated in torch 2.13),
+``torch.compile`` of the unrolled loop (11 minutes to compile at T = 130, then 30x the LSTM).
+
 The math (PyTorch's GRU, gates stacked ``r, z, n`` in the weights)::
 
     r = σ(W_ir x + b_ir + W_hr h + b_hr)      z = σ(W_iz x + b_iz + W_hz h + b_hz)
@@ -51,21 +58,25 @@ _WIDE = 2048
 
 # float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
 # (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
-# call, which only pays off on large products. Measured in benchmarks/gru_speed.py.
-_ONEDNN_FLOPS = 4_000_000
+# call (and a transpose for the weight gradients), which only pays off on large products. The
+# per-step products reuse W_hh reordered once, so they pay off sooner. Measured in
+# benchmarks/gru_speed.py.
+_ONEDNN_FLOPS = 16_000_000
+_ONEDNN_STEP_FLOPS = 4_000_000
 _onednn_ok = bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
                   and hasattr(torch.ops.mkldnn, "_linear_pointwise")
                   and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
-def _onednn(a: torch.Tensor, n_out: int) -> bool:
-    """Whether ``a @ W.T`` (``W`` with ``n_out`` rows) should run on oneDNN's matmul.
+def _onednn(a: torch.Tensor, n_out: int, least: int | None = None) -> bool:
+    """Whether ``a @ W.T`` (``W`` with ``n_out`` rows) should run on oneDNN's matmul: float32 on
+    CPU, at least ``least`` flops (default ``_ONEDNN_FLOPS``).
 
     Only at full float32 precision: a user who allowed bf16 / tf32 matmuls for oneDNN would get
     them here too, which torch.mm (MKL) would not have done, so we keep to torch.mm then.
     """
     if not (_onednn_ok and a.dtype == torch.float32 and a.device.type == "cpu"
-            and 2 * a.shape[0] * a.shape[1] * n_out >= _ONEDNN_FLOPS):
+            and 2 * a.shape[0] * a.shape[1] * n_out >= (_ONEDNN_FLOPS if least is None else least)):
         return False
     onednn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
     return (torch.get_float32_matmul_precision() == "highest"
@@ -117,7 +128,7 @@ def _forward(
     ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
     h = h0
     lerp, addcmul, linear = torch.lerp, torch.addcmul, torch.ops.mkldnn._linear_pointwise.binary
-    onednn = _onednn(h0, 3 * H)
+    onednn = _onednn(h0, 3 * H, _ONEDNN_STEP_FLOPS)
     if onednn:  # oneDNN's blocked layout for W_hh, once: a per-call reorder costs a fifth
         w = torch.ops.mkldnn._reorder_linear_weight(w_hh, B)
     minus_one, two = (x.new_full((1,), -1.0), x.new_full((1,), 2.0)) if wide else (x, x)
@@ -154,10 +165,13 @@ def _coefficients(
     H = hp.shape[2]
     r, z, ghn, n = pre[..., :H], pre[..., H : 2 * H], pre[..., 2 * H :], gi[..., 2 * H :]
     coef = hp.new_empty(*hp.shape[:2], 5, H)
-    a_n = torch.mul(1.0 - z, 1.0 - n * n, out=coef[:, :, 0])  # dh' -> pre-tanh n
-    torch.mul(a_n * ghn, r * (1.0 - r), out=coef[:, :, 1])
-    torch.mul(hp - n, z * (1.0 - z), out=coef[:, :, 2])
-    torch.mul(a_n, r, out=coef[:, :, 3])
+    # In place into the slots, one temporary: at training shapes these are megabytes each.
+    one_minus_z = torch.sub(1.0, z)
+    a_n = torch.mul(n, n, out=coef[:, :, 0]).sub_(1.0).neg_().mul_(one_minus_z)  # dh' -> pre-tanh n
+    a_nr = torch.mul(a_n, r, out=coef[:, :, 3])
+    c_r = torch.mul(a_nr, ghn, out=coef[:, :, 1])
+    c_r.addcmul_(c_r, r, value=-1.0)  # times (1 - r)
+    torch.sub(hp, n, out=coef[:, :, 2]).mul_(z).mul_(one_minus_z)
     coef[:, :, 4] = z
     return coef
 
@@ -189,7 +203,7 @@ def _recurrence(
         return dh, dh0
     g = gy.new_empty(B, 3, H)
     flat = g.view(B, 3 * H)
-    linear = torch.ops.mkldnn._linear_pointwise.binary if _onednn(flat, H) else None
+    linear = torch.ops.mkldnn._linear_pointwise.binary if _onednn(flat, H, _ONEDNN_STEP_FLOPS) else None
     if linear is not None:  # oneDNN takes W as [out, in], in its blocked layout: reorder once
         w_t = torch.ops.mkldnn._reorder_linear_weight(w_hh.t().contiguous(), B)
     for t in range(T - 1, -1, -1):
@@ -293,9 +307,11 @@ def fast_gru_wins(
 ) -> bool:
     """Whether :func:`gru_unroll` is faster than ``nn.GRU`` here (measured in benchmarks/gru_speed.py).
 
-    On CPU it wins whenever a gradient is wanted, at every measured shape. Without a gradient it
-    wins from a few steps on (``nn.GRU``'s per-step ATen ops cost more than its five); a single
-    step is about even, so ``nn.GRU`` keeps it. On other devices (cuDNN's fused GRU) never.
+    On CPU with a gradient it wins at every measured shape (T from 8 to 130, B from 2 to 64, H
+    from 64 to 256): 1.2-3x faster than ``nn.GRU``. Without a gradient it does not: ``nn.GRU``'s
+    forward is as fast from T = 16 on and faster below (a single step: ``nn.GRU`` by ~1.5x, and
+    ``torch.gru_cell`` faster still), so inference keeps ``nn.GRU``. On other devices (cuDNN's
+    fused GRU) never; not measured here (no GPU).
 
     Args:
         steps, batch, input_size, hidden_size: the shape ``(T, B, in, H)`` of the call.
@@ -305,13 +321,11 @@ def fast_gru_wins(
     Returns:
         ``True`` when :func:`gru_unroll` should be used.
 
-    >>> fast_gru_wins(128, 8, 64, 128, "cpu", True), fast_gru_wins(128, 8, 64, 128, "cuda", True)
+    >>> fast_gru_wins(128, 8, 64, 128, "cpu", True), fast_gru_wins(1, 8, 64, 64, "cpu", False)
     (True, False)
     """
-    del batch, input_size, hidden_size  # the measured rule does not depend on them (yet)
-    if torch.device(device).type != "cpu":
-        return False
-    return requires_grad or steps >= 2
+    del steps, batch, input_size, hidden_size  # the measured rule does not depend on them
+    return torch.device(device).type == "cpu" and requires_grad
 
 
 def _keep_masks(
