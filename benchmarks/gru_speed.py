@@ -2,7 +2,8 @@
 
 Every variant computes the gradients w.r.t. x, the initial state and every parameter (forward +
 backward) at ``(T, B, in, H)``, on CPU with 1 thread. The variants of a shape are interleaved round
-by round (machine noise hits all alike) and the medians compared; ratios are within one run. The
+by round, in a fresh random order each round (machine noise and allocator state hit all alike),
+and the medians compared; ratios are within one run. The
 headline is the thread's CPU time (a shared machine preempts long variants more); wall times are
 recorded too.
 
@@ -14,8 +15,10 @@ masked loop), ``lstm_unroll`` / ``gru_unroll`` (tether.sequence.unroll, which sp
 one fused call) and ``fast`` with the starts. Inference without grad (T = 1, what policy.act
 runs, and a few more steps): ``nn.GRU``, ``gru_cell`` (a loop of torch.gru_cell) and ``fast``.
 
-Writes ``benchmarks/results/gru_speed.json`` and ``gru_speed.md``.
-Run: ``python benchmarks/gru_speed.py [--rounds N] [--small]``.
+Writes ``benchmarks/results/gru_speed.json`` and ``gru_speed.md``. ``--compile`` measures only
+candidate (c), ``torch.compile`` of the loop (compile time and speed at one short shape), into
+``gru_compile.json``.
+Run: ``python benchmarks/gru_speed.py [--rounds N] [--small] [--compile]``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ SMALL_SHAPES = [(16, 4, 8, 16)]
 #: (T, B, in, H) for inference without grad: the single step policy.act runs, and a few more steps.
 STEP_SHAPES = [(1, 8, 64, 64), (1, 64, 64, 128), (4, 8, 64, 64), (16, 8, 64, 64), (32, 8, 64, 64),
                (128, 8, 64, 64)]
+#: The shape for candidate (c), torch.compile: short, since dynamo unrolls the loop over T.
+COMPILE_SHAPE = (16, 8, 64, 64)
 START_RATE = 0.02
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -164,6 +169,38 @@ def step_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, 
     }
 
 
+def compile_variants(shape: tuple[int, int, int, int], seed: int = 0
+                     ) -> tuple[float, dict[str, Variant]]:
+    """Candidate (c): ``torch.compile`` of the hoisted loop (unrolled over T by dynamo).
+
+    Returns the seconds of the first call (compile + run, forward and backward) and the
+    variants to time: ``lstm``, ``compiled`` and ``fast``.
+    """
+    T, B, n_in, H = shape
+    torch.manual_seed(seed)
+    lstm, gru = nn.LSTM(n_in, H), nn.GRU(n_in, H)
+    x = torch.randn(T, B, n_in, requires_grad=True)
+    h0 = torch.randn(1, B, H, requires_grad=True)
+    c0 = torch.randn(1, B, H, requires_grad=True)
+    lstm_wrt, gru_wrt = [x, h0, c0, *lstm.parameters()], [x, h0, *gru.parameters()]
+    compiled = torch.compile(lambda: hoisted_gru(gru, x, h0[0]), dynamic=False)
+
+    def back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
+        return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)
+
+    def run_compiled() -> object:
+        return back(gru_wrt, *compiled())
+
+    start = time.perf_counter()
+    run_compiled()
+    first = time.perf_counter() - start
+    return first, {
+        "lstm": lambda: back(lstm_wrt, *_flat(lstm(x, (h0, c0)))),
+        "compiled": run_compiled,
+        "fast": lambda: back(gru_wrt, *fast_gru.gru_unroll(gru, x, h0)),
+    }
+
+
 def measure(variants: dict[str, Variant], rounds: int, repeat: int
             ) -> tuple[dict[str, float], dict[str, float]]:
     """Median seconds per call of each variant, interleaved round by round: (CPU time, wall time).
@@ -175,8 +212,13 @@ def measure(variants: dict[str, Variant], rounds: int, repeat: int
     wall: dict[str, list[float]] = {k: [] for k in variants}
     for fn in variants.values():
         fn()
+    # A fresh order each round: a variant run right after one that frees a big autograd graph
+    # pays for the allocator's fresh pages, so a fixed order would bias whoever comes next.
+    order = np.random.default_rng(0)
+    names = list(variants)
     for _ in range(rounds):
-        for name, fn in variants.items():
+        for name in order.permutation(names).tolist():
+            fn = variants[name]
             start, start_cpu = time.perf_counter(), time.thread_time()
             for _ in range(repeat):
                 fn()
@@ -260,8 +302,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per shape")
     parser.add_argument("--small", action="store_true", help="one tiny shape (a smoke run)")
+    parser.add_argument("--compile", action="store_true",
+                        help="only candidate (c): torch.compile of the loop (minutes of compile);"
+                             " writes gru_compile.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.compile:
+        shape = COMPILE_SHAPE
+        first, variants = compile_variants(shape)
+        cpu, wall = measure(variants, args.rounds, 1)
+        record = {"environment": environment(), "shape": list(shape), "first_call_s": first,
+                  "ms": {k: v * 1e3 for k, v in cpu.items()},
+                  "wall_ms": {k: v * 1e3 for k, v in wall.items()}}
+        print(json.dumps(record, indent=2))
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "gru_compile.json").write_text(json.dumps(record, indent=2) + "\n")
+        return
     results: dict[str, object] = {"environment": environment(), "sequences": [], "single_step": []}
     for shape in SMALL_SHAPES if args.small else SHAPES:
         cpu, wall = measure(make_variants(shape), args.rounds, 1)
