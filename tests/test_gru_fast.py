@@ -72,6 +72,7 @@ def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
             pytest.skip("torch built without oneDNN")
         monkeypatch.setattr(fast_gru, "_ONEDNN_FLOPS", 0)
         monkeypatch.setattr(fast_gru, "_ONEDNN_STEP_FLOPS", 0)
+        monkeypatch.setattr(fast_gru, "_ONEDNN_MIN_STEPS", 1)
     return str(request.param)
 
 

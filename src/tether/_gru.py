@@ -63,6 +63,7 @@ _WIDE = 2048
 # benchmarks/gru_speed.py.
 _ONEDNN_FLOPS = 16_000_000
 _ONEDNN_STEP_FLOPS = 4_000_000
+_ONEDNN_MIN_STEPS = 8
 _onednn_ok = bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
                   and hasattr(torch.ops.mkldnn, "_linear_pointwise")
                   and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
@@ -128,8 +129,10 @@ def _forward(
     ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
     h = h0
     lerp, addcmul, linear = torch.lerp, torch.addcmul, torch.ops.mkldnn._linear_pointwise.binary
-    onednn = _onednn(h0, 3 * H, _ONEDNN_STEP_FLOPS)
-    if onednn:  # oneDNN's blocked layout for W_hh, once: a per-call reorder costs a fifth
+    # oneDNN's blocked layout for W_hh, once per call (a reorder per step costs a fifth more);
+    # it pays off from a few steps on.
+    onednn = T >= _ONEDNN_MIN_STEPS and _onednn(h0, 3 * H, _ONEDNN_STEP_FLOPS)
+    if onednn:
         w = torch.ops.mkldnn._reorder_linear_weight(w_hh, B)
     minus_one, two = (x.new_full((1,), -1.0), x.new_full((1,), 2.0)) if wide else (x, x)
     for p, rz, r, z, ghn, n, out, mask in zip(pres, rzs, rs, zs, ghns, ns, ys, keep, strict=True):
@@ -203,7 +206,8 @@ def _recurrence(
         return dh, dh0
     g = gy.new_empty(B, 3, H)
     flat = g.view(B, 3 * H)
-    linear = torch.ops.mkldnn._linear_pointwise.binary if _onednn(flat, H, _ONEDNN_STEP_FLOPS) else None
+    onednn = T >= _ONEDNN_MIN_STEPS and _onednn(flat, H, _ONEDNN_STEP_FLOPS)
+    linear = torch.ops.mkldnn._linear_pointwise.binary if onednn else None
     if linear is not None:  # oneDNN takes W as [out, in], in its blocked layout: reorder once
         w_t = torch.ops.mkldnn._reorder_linear_weight(w_hh.t().contiguous(), B)
     for t in range(T - 1, -1, -1):
