@@ -59,9 +59,15 @@ Variant = Callable[[], object]
 
 def hoisted_gru(m: nn.GRU, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate (a): one matmul for the input projection, then addmm + gates a step (autograd)."""
-    T, B, _ = x.shape
-    H = m.hidden_size
     w_ih, w_hh, b_ih, b_hh = m.parameters()
+    return hoisted_loop(x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+def hoisted_loop(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                 b_ih: torch.Tensor, b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop of :func:`hoisted_gru` on plain tensors (dynamo will not trace an nn.GRU)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
     gi = torch.addmm(b_ih, x.reshape(T * B, -1), w_ih.t()).view(T, B, 3 * H)
     w, hs = w_hh.t(), []
     for t in range(T):
@@ -183,7 +189,11 @@ def compile_variants(shape: tuple[int, int, int, int], seed: int = 0
     h0 = torch.randn(1, B, H, requires_grad=True)
     c0 = torch.randn(1, B, H, requires_grad=True)
     lstm_wrt, gru_wrt = [x, h0, c0, *lstm.parameters()], [x, h0, *gru.parameters()]
-    compiled = torch.compile(lambda: hoisted_gru(gru, x, h0[0]), dynamic=False)
+    compiled_loop = torch.compile(hoisted_loop, dynamic=False, fullgraph=True)
+    weights = list(gru.parameters())
+
+    def compiled() -> tuple[torch.Tensor, torch.Tensor]:
+        return compiled_loop(x, h0[0], *weights)  # type: ignore[no-any-return]
 
     def back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
         return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)
