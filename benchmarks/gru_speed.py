@@ -193,7 +193,7 @@ def compile_variants(shape: tuple[int, int, int, int], seed: int = 0
     weights = list(gru.parameters())
 
     def compiled() -> tuple[torch.Tensor, torch.Tensor]:
-        return compiled_loop(x, h0[0], *weights)  # type: ignore[no-any-return]
+        return compiled_loop(x, h0[0], *weights)
 
     def back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
         return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)

@@ -93,18 +93,16 @@ def _linear(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) 
 
 # ------------------------------------------------------------------------------------------------
 # the recurrence, forward (no autograd: the Function below differentiates it by hand)
-def _forward(
-    x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-    b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, keep: list[torch.Tensor | None],
+def _gate_bases(
+    x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor | None,
+    b_hh: torch.Tensor | None, wide: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run one layer; return ``y [T, B, H]``, ``pre [T, B, 3H]`` (``r, z, W_hn h + b_hn``) and
-    ``gi [T, B, 3H]`` whose last third holds ``n``. ``keep[t]`` masks the state before step t."""
+    """The input projection of every step ``gi [T, B, 3H]``, the gate bases the loop adds
+    ``W_hh h`` onto ``pre [T, B, 3H]``, and the ``W_hh`` to use (n rows doubled when ``wide``)."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    # torch's CPU tanh runs ~8x slower than its sigmoid: on wide steps take tanh(a) as
-    # 2 sigmoid(2a) - 1, the 2a coming free from doubling the n rows of the weights and biases.
-    wide = B * H >= _WIDE
     if wide:
+        # tanh(a) = 2 sigmoid(2a) - 1, the 2a coming free from doubling the n rows.
         scale = w_hh.new_ones(3 * H)
         scale[2 * H :] = 2.0
         w_ih, w_hh = w_ih * scale.unsqueeze(1), w_hh * scale.unsqueeze(1)
@@ -122,17 +120,32 @@ def _forward(
         pre[..., 2 * H :] = 0.0
     else:
         pre[..., 2 * H :] = b_hh[2 * H :]
+    return gi, pre, w_hh
+
+
+def _forward(
+    x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, keep: list[torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run one layer; return ``y [T, B, H]``, ``pre [T, B, 3H]`` (``r, z, W_hn h + b_hn``) and
+    ``gi [T, B, 3H]`` whose last third holds ``n``. ``keep[t]`` masks the state before step t."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    # torch's CPU tanh runs ~8x slower than its sigmoid: on wide steps go through sigmoid.
+    wide = B * H >= _WIDE
+    gi, pre, w_hh = _gate_bases(x, w_ih, w_hh, b_ih, b_hh, wide)
     y = x.new_empty(T, B, H)
     # Unbind every view once: slicing inside the loop costs as much as the ops themselves.
     pres, rzs, rs = pre.unbind(0), pre[..., : 2 * H].unbind(0), pre[..., :H].unbind(0)
     zs, ghns = pre[..., H : 2 * H].unbind(0), pre[..., 2 * H :].unbind(0)
     ns, ys, w = gi[..., 2 * H :].unbind(0), y.unbind(0), w_hh.t()
     h = h0
-    lerp, addcmul, linear = torch.lerp, torch.addcmul, torch.ops.mkldnn._linear_pointwise.binary
+    lerp, addcmul = torch.lerp, torch.addcmul
     # oneDNN's blocked layout for W_hh, once per call (a reorder per step costs a fifth more);
     # it pays off from a few steps on.
     onednn = T >= _ONEDNN_MIN_STEPS and _onednn(h0, 3 * H, _ONEDNN_STEP_FLOPS)
     if onednn:
+        linear = torch.ops.mkldnn._linear_pointwise.binary
         w = torch.ops.mkldnn._reorder_linear_weight(w_hh, B)
     minus_one, two = (x.new_full((1,), -1.0), x.new_full((1,), 2.0)) if wide else (x, x)
     for p, rz, r, z, ghn, n, out, mask in zip(pres, rzs, rs, zs, ghns, ns, ys, keep, strict=True):
