@@ -76,7 +76,7 @@ def kernel_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     return str(request.param)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     steps=st.integers(1, 6), batch=st.integers(1, 4), n_in=st.integers(1, 5), hidden=st.integers(1, 6),
     layers=st.integers(1, 3), bias=st.booleans(), rate=st.sampled_from([0.0, 0.3, 1.0]),

@@ -19,7 +19,8 @@ through oneDNN's matmul (``torch.mm`` is MKL, which runs at about half oneDNN's 
 and on wide steps ``tanh`` is taken as ``2 sigmoid(2a) - 1`` (torch's CPU tanh is ~8x slower than
 its sigmoid). Candidates measured and dropped (``benchmarks/gru_speed.py``): autograd through the
 hoisted loop (slower than ``nn.GRU``), ``torch.jit.script`` (deprecated in torch 2.13),
-``torch.compile`` of the unrolled loop (11 minutes to compile at T = 130, then 30x the LSTM).
+``torch.compile`` of the loop (dynamo unrolls it: minutes of compile for every new T, no faster
+than this once compiled).
 
 The math (PyTorch's GRU, gates stacked ``r, z, n`` in the weights)::
 
@@ -193,11 +194,12 @@ def _coefficients(
 
 
 def _recurrence(
-    gy: torch.Tensor, coef: torch.Tensor, w_hh: torch.Tensor
+    gy: torch.Tensor, coef: torch.Tensor, w_hh: torch.Tensor, keep: list[torch.Tensor | None]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``dh_t`` for every step (the gradient reaching ``y[t]``, future included) and ``dh0``.
 
-    ``dh_{t-1} = gy_{t-1} + dh_t ⊙ z_t + (dh_t ⊙ c_t) W_hh`` with ``c_t`` the masked gate slots.
+    ``dh_{t-1} = gy_{t-1} + keep_t ⊙ (dh_t ⊙ z_t + (dh_t ⊙ c_t) W_hh)``, ``c_t`` the gate slots;
+    ``keep[t]`` (``[B, 1]``, ``None`` where no row starts) cuts the carry at a reset.
     """
     T, B, _, H = coef.shape
     dh = torch.empty_like(gy)
@@ -211,26 +213,38 @@ def _recurrence(
         flat = g.view(B, 4 * H)
         mul, addmm = torch.mul, torch.addmm
         # Step t reads dh_t and writes dh_{t-1} = gy_{t-1} + ...; step 0 writes dh0 (no gy).
-        for d, c, base, target in zip(dhs[:0:-1], coefs[:0:-1], gys[-2::-1], dhs[-2::-1], strict=True):
+        for d, c, base, target, mask in zip(dhs[:0:-1], coefs[:0:-1], gys[-2::-1], dhs[-2::-1],
+                                            keep[:0:-1], strict=True):
             mul(d.unsqueeze(1), c, out=g)
+            if mask is not None:
+                g.mul_(mask.unsqueeze(1))
             addmm(base, flat, w, out=target)
         torch.mul(dhs[0].unsqueeze(1), coefs[0], out=g)
+        if keep[0] is not None:
+            g.mul_(keep[0].unsqueeze(1))
         torch.mm(flat, w, out=dh0)
         return dh, dh0
     g = gy.new_empty(B, 3, H)
-    flat = g.view(B, 3 * H)
+    flat, carry = g.view(B, 3 * H), gy.new_empty(B, H)
     onednn = T >= _ONEDNN_MIN_STEPS and _onednn(flat, H, _ONEDNN_STEP_FLOPS)
     linear = torch.ops.mkldnn._linear_pointwise.binary if onednn else None
     if linear is not None:  # oneDNN takes W as [out, in], in its blocked layout: reorder once
         w_t = torch.ops.mkldnn._reorder_linear_weight(w_hh.t().contiguous(), B)
     for t in range(T - 1, -1, -1):
+        mask, target = keep[t], dhs[t - 1] if t else dh0
         torch.mul(dhs[t].unsqueeze(1), coefs[t][:, :3], out=g)
-        base = torch.addcmul(gys[t - 1], dhs[t], coefs[t][:, 3], out=dhs[t - 1]) if t else (
-            torch.mul(dhs[t], coefs[t][:, 3], out=dh0))
+        if t and mask is None:  # gy_{t-1} + dh_t * z_t, the matmul added below
+            base = torch.addcmul(gys[t - 1], dhs[t], coefs[t][:, 3], out=target)
+        else:  # the carry alone: it is masked before gy_{t-1} joins it
+            base = torch.mul(dhs[t], coefs[t][:, 3], out=carry if t else dh0)
         if linear is None:
             base.addmm_(flat, w_hh)
         else:
             base.copy_(linear(flat, base, w_t, None, "add"))
+        if mask is not None:
+            base.mul_(mask)
+        if t and mask is not None:
+            torch.add(gys[t - 1], carry, out=target)
     return dh, dh0
 
 
@@ -251,6 +265,7 @@ class _GRULayer(torch.autograd.Function):
         y, pre, gi = _forward(x, h0, w_ih, w_hh, b_ih, b_hh, steps)
         ctx.save_for_backward(x, h0, w_ih, w_hh, y, pre, gi, keep)
         ctx.biases = (b_ih is not None, b_hh is not None)
+        ctx.steps = steps  # rows of keep (no grad): the backward masks the carry where they start
         return y
 
     @staticmethod
@@ -263,8 +278,7 @@ class _GRULayer(torch.autograd.Function):
         if keep is not None:
             hp.mul_(keep)
         coef = _coefficients(pre, gi, hp)
-        steps = coef[:, :, 1:] if keep is None else coef[:, :, 1:] * keep.unsqueeze(3)
-        dh, dh0 = _recurrence(gy.contiguous(), steps, w_hh)
+        dh, dh0 = _recurrence(gy.contiguous(), coef[:, :, 1:], w_hh, ctx.steps)
         # Gradients of the pre-activations, all steps stacked: [T * B, 4H] = n (input side), r,
         # z, n (recurrent side); the input projection's are columns :3H, W_hh h's columns H:.
         TB = T * B
