@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-import tether._gru as fast_gru
+import tether.sequence._gru as fast_gru
 from tether import RecurrentState, track
 from tether.sequence import unroll
 
@@ -121,9 +121,8 @@ def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, 
 
     def tether_unroll(core: Any, wrt: list[torch.Tensor], tensors: tuple[torch.Tensor, ...]
                       ) -> Variant:
-        state: Any = RecurrentState  # its constructor changes in the restructure: stay untyped here
         def run() -> object:
-            y, final = unroll(core, x, starts, state(tensors))
+            y, final = unroll(core, x, starts, RecurrentState.from_tensors(tensors))
             return back(wrt, y, *final.tensors)
         return run
 

@@ -102,3 +102,29 @@ def hide_child_in_state_dict(module: nn.Module, child: str) -> None:
     module._register_state_dict_hook(functools.partial(_save_as_child, child + "."))  # type: ignore[no-untyped-call]
     module._register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
         functools.partial(_load_as_child, child + "."))
+
+
+# oneDNN's float32 matmul (faster than torch.mm / MKL on some CPUs), used by the fast GRU.
+def onednn_linear_available() -> bool:
+    """Whether this torch build exposes oneDNN's linear op and its weight reorder."""
+    return bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+                and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+                and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+
+def onednn_linear(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``a @ w.T + bias`` on oneDNN's matmul."""
+    out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(a, w, bias, "none", [], "")
+    return out
+
+
+def onednn_linear_add_op() -> Callable[..., torch.Tensor]:
+    """oneDNN's linear fused with an add (``_linear_pointwise.binary``), for a reordered weight."""
+    op: Callable[..., torch.Tensor] = torch.ops.mkldnn._linear_pointwise.binary
+    return op
+
+
+def onednn_reorder_weight(w: torch.Tensor, batch: int) -> torch.Tensor:
+    """``w`` in oneDNN's blocked layout for products with ``batch`` rows (once per call)."""
+    out: torch.Tensor = torch.ops.mkldnn._reorder_linear_weight(w, batch)
+    return out

@@ -135,15 +135,39 @@ def test_no_start_is_the_plain_fused_call_bit_for_bit() -> None:
     assert torch.equal(final.c, c_plain)
 
 
-def test_starts_only_at_t0_mask_the_initial_state_bit_for_bit() -> None:
-    """Starts at t = 0 only: the plain call from the masked state, bit for bit."""
-    module = nn.GRU(3, 4)
-    x, (h,) = _inputs(module, T, B)
+@pytest.mark.parametrize(("kind", "grad"), [(nn.LSTM, True), (nn.GRU, False)])
+def test_starts_only_at_t0_mask_the_initial_state_bit_for_bit(kind: type[nn.RNNBase], grad: bool) -> None:
+    """Starts at t = 0 only: the plain call from the masked state, bit for bit (the fused path)."""
+    module = kind(3, 4)
+    x, initial = _inputs(module, T, B)
     starts = _pattern("at-t0")
-    y, final = unroll(track(module), x, torch.from_numpy(starts), RecurrentState.from_tensors((h,)))
-    y_plain, h_plain = module(x, h * torch.from_numpy(~starts[0]).float().view(1, -1, 1))
+    keep = torch.from_numpy(~starts[0]).float().view(1, -1, 1)
+    with torch.set_grad_enabled(grad):
+        y, final = unroll(track(module), x, torch.from_numpy(starts), RecurrentState.from_tensors(initial))
+        masked = tuple(t * keep for t in initial)
+        y_plain, out = module(x, masked if kind is nn.LSTM else masked[0])
     assert torch.equal(y, y_plain)
-    assert torch.equal(final.h, h_plain)
+    assert torch.equal(final.h, out[0] if kind is nn.LSTM else out)
+
+
+def test_a_gru_with_a_gradient_runs_the_fast_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CPU with a graph, auto runs a GRU through the fast GRU loop: equal to the reference."""
+    import tether.sequence._unroll as engine  # noqa: PLC0415 (to spy on the kernel it calls)
+
+    calls: list[int] = []
+    real = engine.gru_unroll
+    monkeypatch.setattr(engine, "gru_unroll", lambda *a: calls.append(1) or real(*a))
+    module = nn.GRU(3, 4, num_layers=2)
+    x, initial = _inputs(module, T, B)
+    starts = _pattern("random")
+    got = _run(unroll, module, x, starts, initial)
+    assert calls
+    want = _run(unroll_reference, module, x, starts, initial)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    calls.clear()
+    _run(unroll, module, x, starts, initial, strategy="spliced")  # a forced strategy is kept
+    assert not calls
 
 
 @pytest.mark.parametrize("name", ["rnn", "lstm-subclass", "bidirectional", "hooked"])

@@ -91,12 +91,15 @@ class UnrollPlan:
             ``"chunked"`` or ``"reference"``.
         module_type: the type of module it was planned for (``nn.LSTM``, ``nn.GRU``, ...).
         lanes: the lane layout of ``"spliced"`` / ``"padded"``, else ``None``.
+        auto: chosen by ``"auto"`` (then a GRU with a gradient on CPU runs the fast GRU loop, which
+            beats every lane layout there; see :mod:`tether.sequence._gru`).
     """
 
     episode_starts: np.ndarray
     strategy: str
     module_type: type[nn.Module]
     lanes: Lanes | None
+    auto: bool = True
     _index: dict[torch.device, torch.Tensor] = attrs.field(factory=dict, init=False, repr=False)
 
     @property
@@ -131,7 +134,7 @@ def make_plan(module: nn.Module, starts: np.ndarray, strategy: str,
         if strategy not in ("auto", "reference"):
             raise ValueError(f"unroll: strategy {strategy!r} expects a unidirectional nn.LSTM /"
                              f" nn.GRU / nn.RNN, got {type(module).__name__}; use strategy='auto'")
-        return UnrollPlan(starts, "reference", type(module), None)
+        return UnrollPlan(starts, "reference", type(module), None, strategy == "auto")
     if device is None or dtype is None:
         device, dtype = _module_meta(module)
     chosen = choose(module, device, dtype, starts) if strategy == "auto" else strategy
@@ -141,4 +144,4 @@ def make_plan(module: nn.Module, starts: np.ndarray, strategy: str,
             raise ValueError(f"unroll: strategy {strategy!r} expects a plain unidirectional nn.LSTM /"
                              f" nn.GRU without hooks, got {type(module).__name__}; use strategy='auto'")
         lanes = (plan_spliced if chosen == "spliced" else plan_padded)(starts, isinstance(module, nn.LSTM))
-    return UnrollPlan(starts, chosen, type(module), lanes)
+    return UnrollPlan(starts, chosen, type(module), lanes, strategy == "auto")

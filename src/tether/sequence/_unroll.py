@@ -10,6 +10,7 @@ from torch import nn
 
 from tether import _aten
 from tether.sequence._checks import check_core, check_inputs, host_starts
+from tether.sequence._gru import fast_gru_wins, gru_unroll, unsupported_reason
 from tether.sequence._lanes import run_chunked, run_lanes
 from tether.sequence._lifecycle import check_replay, live_step
 from tether.sequence._reference import reference_loop
@@ -148,6 +149,9 @@ def _run(core: TrackedRNN, x: torch.Tensor, plan: UnrollPlan, state: RecurrentSt
         return reference_loop(core, x, plan.episode_starts, state.tensors)
     m: nn.RNNBase = core.module  # type: ignore[assignment]
     starts, lanes = plan.episode_starts, plan.lanes
+    if plan.auto and _fast_gru(m, x, state):
+        y, h = gru_unroll(m, x, state.tensors[0], starts if starts.any() else None)
+        return y, (h,)
     lstm = isinstance(m, nn.LSTM)
     if lanes is not None and not (lanes_supported(m) and saturates(lstm, x.device, x.dtype)):
         lanes = None  # a hook added since planning, or autocast to an unprobed dtype: exact fallback
@@ -162,6 +166,14 @@ def _run(core: TrackedRNN, x: torch.Tensor, plan: UnrollPlan, state: RecurrentSt
     else:
         y, tensors = run_chunked(m, x, tensors, starts)
     return y, tensors
+
+
+def _fast_gru(m: nn.Module, x: torch.Tensor, state: RecurrentState) -> bool:
+    """Whether the fast GRU loop beats the fused nn.GRU here (CPU, building a graph)."""
+    if type(m) is not nn.GRU or not torch.is_grad_enabled() or unsupported_reason(m) is not None:
+        return False
+    graph = x.requires_grad or state.has_graph or any(p.requires_grad for p in m.parameters())
+    return fast_gru_wins(int(x.shape[0]), int(x.shape[1]), m.input_size, m.hidden_size, x.device, graph)
 
 
 def unroll_reference(

@@ -46,6 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tether import _aten
+
 __all__ = ["fast_gru_wins", "gru_unroll", "unsupported_reason"]
 
 # Below this many hidden units times batch rows a step, the backward recurrence folds the
@@ -65,9 +67,7 @@ _WIDE = 2048
 _ONEDNN_FLOPS = 16_000_000
 _ONEDNN_STEP_FLOPS = 4_000_000
 _ONEDNN_MIN_STEPS = 8
-_onednn_ok = bool(torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
-                  and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-                  and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+_onednn_ok = _aten.onednn_linear_available()
 
 
 def _onednn(a: torch.Tensor, n_out: int, least: int | None = None) -> bool:
@@ -88,7 +88,7 @@ def _onednn(a: torch.Tensor, n_out: int, least: int | None = None) -> bool:
 def _linear(a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``a @ w.T + bias``, on oneDNN when it is faster (a private op; see _onednn)."""
     if _onednn(a, w.shape[0]):
-        return torch.ops.mkldnn._linear_pointwise(a, w, bias, "none", [], "")  # type: ignore[no-any-return]
+        return _aten.onednn_linear(a, w, bias)
     return torch.mm(a, w.t()) if bias is None else torch.addmm(bias, a, w.t())
 
 
@@ -146,8 +146,8 @@ def _forward(
     # it pays off from a few steps on.
     onednn = T >= _ONEDNN_MIN_STEPS and _onednn(h0, 3 * H, _ONEDNN_STEP_FLOPS)
     if onednn:
-        linear = torch.ops.mkldnn._linear_pointwise.binary
-        w = torch.ops.mkldnn._reorder_linear_weight(w_hh, B)
+        linear = _aten.onednn_linear_add_op()
+        w = _aten.onednn_reorder_weight(w_hh, B)
     minus_one, two = (x.new_full((1,), -1.0), x.new_full((1,), 2.0)) if wide else (x, x)
     for p, rz, r, z, ghn, n, out, mask in zip(pres, rzs, rs, zs, ghns, ns, ys, keep, strict=True):
         if mask is not None:
@@ -227,9 +227,9 @@ def _recurrence(
     g = gy.new_empty(B, 3, H)
     flat, carry = g.view(B, 3 * H), gy.new_empty(B, H)
     onednn = T >= _ONEDNN_MIN_STEPS and _onednn(flat, H, _ONEDNN_STEP_FLOPS)
-    linear = torch.ops.mkldnn._linear_pointwise.binary if onednn else None
+    linear = _aten.onednn_linear_add_op() if onednn else None
     if linear is not None:  # oneDNN takes W as [out, in], in its blocked layout: reorder once
-        w_t = torch.ops.mkldnn._reorder_linear_weight(w_hh.t().contiguous(), B)
+        w_t = _aten.onednn_reorder_weight(w_hh.t().contiguous(), B)
     for t in range(T - 1, -1, -1):
         mask, target = keep[t], dhs[t - 1] if t else dh0
         torch.mul(dhs[t].unsqueeze(1), coefs[t][:, :3], out=g)
@@ -446,7 +446,7 @@ def gru_unroll(
     keep, steps = _keep_masks(episode_starts, (T, B), x)
     if T == 0:
         return x.new_empty(0, B, H), h0 * 1
-    weights: list[torch.Tensor] = list(m._flat_weights)  # type: ignore[arg-type]
+    weights: list[torch.Tensor] = list(_aten.flat_weights(m))
     per = 4 if m.bias else 2
     graph = torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or any(w.requires_grad for w in weights))

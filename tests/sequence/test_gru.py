@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-import tether._gru as fast_gru
-from tether._gru import fast_gru_wins, gru_unroll, unsupported_reason
+import tether.sequence._gru as fast_gru
+from tether.sequence._gru import fast_gru_wins, gru_unroll, unsupported_reason
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
