@@ -246,8 +246,9 @@ replay_case = st.fixed_dictionaries({
 
 def _dones(case: dict, force: bool) -> np.ndarray:
     dones = np.random.default_rng(case["seed"]).random((case["steps"], E)) < 0.25
-    if force:  # one episode start inside the rollout, for the mistake to show
-        dones[case["steps"] // 2 - 1, 0] = True
+    if force:  # one isolated episode start inside the rollout, so a shift or a zeroing shows
+        mid = case["steps"] // 2
+        dones[mid - 2 : mid + 1, 0] = (False, True, False)
     return dones
 
 

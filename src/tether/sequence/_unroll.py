@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -150,7 +150,7 @@ def _run(core: TrackedRNN, x: torch.Tensor, plan: UnrollPlan, state: RecurrentSt
     m: nn.RNNBase = core.module  # type: ignore[assignment]
     starts, lanes = plan.episode_starts, plan.lanes
     if plan.auto and _fast_gru(m, x, state):
-        y, h = gru_unroll(m, x, state.tensors[0], starts if starts.any() else None)
+        y, h = gru_unroll(cast(nn.GRU, m), x, state.tensors[0], starts if starts.any() else None)
         return y, (h,)
     lstm = isinstance(m, nn.LSTM)
     if lanes is not None and not (lanes_supported(m) and saturates(lstm, x.device, x.dtype)):
