@@ -13,6 +13,7 @@ from torch import nn
 
 import tether
 from tether import EpisodeClock, LifecycleError, RecurrentState, track
+from tether.sequence import unroll
 
 B, OBS, H = 10, 3, 8
 
@@ -84,6 +85,42 @@ def bad_done_mask() -> None:
     EpisodeClock(B).advance(np.zeros(B))
 
 
+def _rollout() -> tuple[tether.TrackedRNN, EpisodeClock, RecurrentState, torch.Tensor, np.ndarray]:
+    """12 correct steps in which rows 2 and 5 end an episode; the snapshot is taken before them."""
+    lstm, clock = track(nn.LSTM(OBS, H)), EpisodeClock(B)
+    state = lstm.initial_state(B, clock)
+    snapshot, obs = state.snapshot(), torch.randn(12, B, OBS)
+    starts = np.zeros((12, B), dtype=bool)
+    with torch.no_grad():
+        for t in range(12):
+            _, state = lstm(obs[t : t + 1], state)
+            done = np.zeros(B, dtype=bool)
+            done[[2, 5]] = t in (3, 8)
+            clock.advance(done)
+            state = state.reset(done)
+            if t + 1 < 12:
+                starts[t + 1] = done
+    return lstm, clock, snapshot, obs, starts
+
+
+def replay_without_starts() -> None:
+    """The rollout replayed for training with all-zero episode starts."""
+    lstm, _, snapshot, obs, starts = _rollout()
+    unroll(lstm, obs, np.zeros_like(starts), snapshot)
+
+
+def replay_from_after() -> None:
+    """The rollout replayed from the state after it instead of the snapshot before it."""
+    lstm, clock, _, obs, starts = _rollout()
+    unroll(lstm, obs, starts, lstm.initial_state(B, clock).snapshot())
+
+
+def unpack_like_a_tuple() -> None:
+    """A script written for (h, c) unpacks the state."""
+    _, _, state, _ = fresh()
+    h, c = state  # type: ignore[misc]  # noqa: RUF059
+
+
 GALLERY: dict[str, Callable[[], None]] = {
     "missed reset at an episode boundary": missed_reset,
     "old state fed again": reused_state,
@@ -93,6 +130,9 @@ GALLERY: dict[str, Callable[[], None]] = {
     "live graph stored in a buffer": stored_live_graph,
     "state shaped for another module": shape_mismatch,
     "malformed done mask": bad_done_mask,
+    "replay with all-zero episode starts": replay_without_starts,
+    "replay from a snapshot taken after the rollout": replay_from_after,
+    "state unpacked like an (h, c) tuple": unpack_like_a_tuple,
 }
 
 
@@ -102,7 +142,7 @@ def main() -> None:
     for title, mistake in GALLERY.items():
         try:
             mistake()
-        except (LifecycleError, ValueError) as err:
+        except (LifecycleError, ValueError, TypeError) as err:
             print(f"## {title}\n{type(err).__name__}: {err}\n")
         else:
             raise SystemExit(f"{title}: tether did not catch it")
