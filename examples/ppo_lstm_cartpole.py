@@ -9,9 +9,11 @@ state fed again or a misaligned replay (all-zero or shifted starts, a snapshot t
 rollout) raises instead of quietly hurting learning.
 
 ``tether/CartPole-NoVel-v0`` shows only the cart position and the pole angle, so a policy needs
-memory to balance the pole. The defaults learn it when run long enough (e.g.
-``--total-timesteps 200000``); the smoke test runs a few hundred steps. As in CleanRL, a
-truncated episode is treated as terminated (no value bootstrap at the time limit).
+memory to balance the pole. The defaults (200 000 steps) learn it, though they do not solve it:
+measured once on commit 1e37728 with ``--seed 1``, the mean return of the last 20 training
+episodes climbed from 43 (random play: about 22) to a peak of 296 and ended at 165.2 (one seed,
+CPU, about 70 s). The smoke test runs a few hundred steps. As in CleanRL, a truncated episode is
+treated as terminated (no value bootstrap at the time limit).
 
 Run: ``python examples/ppo_lstm_cartpole.py [--total-timesteps N] [--seed S] ...`` (``--help``).
 """
