@@ -95,6 +95,8 @@ def test_the_three_replay_mistakes_are_on_the_page() -> None:
     assert "shifted[:-1] = dones[1:]" in codes
     assert "next_state.snapshot()" in codes
     assert any("taken after the rollout" in (s.message or "") for s in found)
+    assert issubclass(tether.ReplayAlignmentError, tether.LifecycleError)
+    assert issubclass(tether.ReplayAlignmentError, RuntimeError)  # as the page says
 
 
 def test_snippet_parser_pairs_errors_with_their_messages() -> None:
