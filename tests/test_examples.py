@@ -35,3 +35,15 @@ def test_gallery_shows_every_error_kind() -> None:
         assert f"{kind}:" in out
     assert out.count("fix:") >= 7
     assert "## malformed done mask" in out
+
+
+def test_recurrent_ppo_example_runs_silently_in_strict_mode() -> None:
+    """The single-file PPO script trains two updates (rollout, replays, GAE) with warnings as errors."""
+    out = subprocess.run(
+        [sys.executable, "-W", "error", str(EXAMPLES / "ppo_lstm_cartpole.py"),
+         "--total-timesteps", "256", "--num-envs", "4", "--num-steps", "32", "--update-epochs", "2"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    assert "finished 256 steps in strict mode" in out.stdout
