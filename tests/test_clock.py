@@ -121,13 +121,18 @@ def test_recorded_starts_match_the_advances() -> None:
 
 
 def test_history_is_bounded_by_windows_and_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The history keeps the previous window on, at most HISTORY_LIMIT records; older reads are None."""
+    """The history keeps the previous stepping window on, at most HISTORY_LIMIT records; older: None."""
     clock = EpisodeClock(2)
     clock.advance(np.array([True, False]))
     clock.end_window()
     assert clock.window_start_ticks == (0, 1)
     assert clock.recorded_starts(np.array([0]), np.array([0]), 2) is not None
+    for _ in range(3):  # windows without env steps (an end_window per minibatch) keep it
+        clock.end_window()
+    assert clock.recorded_starts(np.array([0]), np.array([0]), 2) is not None
+    clock.advance(np.array([False, False]))
     clock.end_window()
+    assert clock.window_start_ticks == (1, 2)
     assert clock.recorded_starts(np.array([0]), np.array([0]), 2) is None
     monkeypatch.setattr("tether.clock.HISTORY_LIMIT", 8)
     for _ in range(20):

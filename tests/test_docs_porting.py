@@ -4,8 +4,8 @@ The page's python blocks run top to bottom in one namespace (like a notebook). A
 line is ``# raises NAME`` must raise exactly that exception, and the ``text`` block right after it
 must be the message a user sees (``NAME: str(error)``), verbatim.
 
-The README custom-loop section proposed in HANDOFF.md (the lead merges it) is pinned here too:
-:data:`README_REPLAY_PROPOSAL` is its code, executed as is.
+The README's "rollout and replay" section is pinned here too: :data:`README_REPLAY_PROPOSAL` is
+its code, executed as is.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_snippet_parser_pairs_errors_with_their_messages() -> None:
         run_in_order(wrong, Path("page.md"))
 
 
-# The code of the README custom-loop section proposed in HANDOFF.md, verbatim (keep them in sync).
+# The code of the README's "rollout and replay" section, verbatim (keep them in sync).
 README_REPLAY_PROPOSAL = '''\
 import gymnasium as gym, numpy as np, torch
 import tether.envs                                   # registers tether/CartPole-NoVel-v0
@@ -152,7 +152,7 @@ for update in range(10):
 def test_readme_replay_proposal_runs() -> None:
     """The proposed README loop runs in strict mode and its replay sees real episode starts."""
     namespace: dict[str, object] = {"__name__": "readme_proposal"}
-    exec(compile(README_REPLAY_PROPOSAL, "HANDOFF.md", "exec"), namespace)
+    exec(compile(README_REPLAY_PROPOSAL, "README.md", "exec"), namespace)
     clock, state = namespace["clock"], namespace["state"]
     assert clock.tick == state.tick == 320  # type: ignore[attr-defined]
     assert clock.window == 10  # type: ignore[attr-defined]
@@ -160,7 +160,5 @@ def test_readme_replay_proposal_runs() -> None:
 
 
 def test_readme_replay_proposal_is_published_verbatim() -> None:
-    """HANDOFF.md (on this branch) or README.md (after the merge) holds the proposal's code verbatim."""
-    texts = [(ROOT / name).read_text(encoding="utf-8") for name in ("HANDOFF.md", "README.md")
-             if (ROOT / name).exists()]
-    assert any(README_REPLAY_PROPOSAL in text for text in texts)
+    """README.md holds the rollout-and-replay code verbatim."""
+    assert README_REPLAY_PROPOSAL in (ROOT / "README.md").read_text(encoding="utf-8")

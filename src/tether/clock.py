@@ -181,8 +181,11 @@ class EpisodeClock:
         in the next window; tracked modules raise :class:`~tether.GraphLeakError` otherwise.
         """
         self._window += 1
-        self._window_starts = [self._window_starts[1], self._tick]
-        self._forget_before(self._window_starts[0])
+        # A window with no env step (optimizer steps between rollouts) does not push the rollout
+        # out of the history: an end_window() per minibatch keeps the replays checked.
+        if self._tick > self._window_starts[1]:
+            self._window_starts = [self._window_starts[1], self._tick]
+            self._forget_before(self._window_starts[0])
 
     def _forget_before(self, tick: int) -> None:
         cut = bisect.bisect_left(self._hist_ticks, tick)
@@ -192,7 +195,7 @@ class EpisodeClock:
 
     @property
     def window_start_ticks(self) -> tuple[int, int]:
-        """The first tick of the previous and of the current training window."""
+        """The first tick of the previous and of the current window that saw an env step."""
         return self._window_starts[0], self._window_starts[1]
 
     def recorded_starts(
@@ -211,7 +214,7 @@ class EpisodeClock:
 
         Returns:
             ``(starts [T, B], ids [T, B])``, or ``None`` when some tick is older than the history
-            (kept from the previous window's first tick on).
+            (kept from the first tick of the previous window that saw an env step).
         """
         ticks = np.asarray(ticks, dtype=np.int64)
         if ticks.size == 0 or int(ticks.min()) < self._known_from:

@@ -244,9 +244,11 @@ class RecurrentState(StateViews):
             ticks_differ = s.tick != first.tick and s.row_ticks is None and first.row_ticks is None
             if (s.clock is not first.clock or ticks_differ or s.is_lstm != first.is_lstm
                     or s.is_snapshot != first.is_snapshot):
+                hint = ("; snapshots of different ticks form a replay minibatch through"
+                        " RecurrentState.stack_snapshots" if s.tick != first.tick else "")
                 raise StateMismatchError(
                     f"RecurrentState.{what}: expected states of one clock, tick and kind; got ticks"
-                    f" {first.tick} and {s.tick}, lstm={first.is_lstm} and lstm={s.is_lstm}",
+                    f" {first.tick} and {s.tick}, lstm={first.is_lstm} and lstm={s.is_lstm}{hint}",
                     expected=f"tick {first.tick}", got=f"tick {s.tick}",
                 )
         return first
