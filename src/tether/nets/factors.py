@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-__all__ = ["ActionFactor", "ActionLayout", "observation_size"]
+__all__ = ["ActionFactor", "ActionLayout"]
 
 FactorKind = Literal["discrete", "multi_discrete", "box"]
 
@@ -219,17 +219,3 @@ def _factor_to_env(factor: ActionFactor, columns: np.ndarray) -> np.ndarray:
     assert isinstance(space, spaces.MultiDiscrete)  # the layout only builds these three kinds
     start = np.asarray(space.start).reshape(-1)
     return (index + start).reshape(batch, *space.shape).astype(space.dtype)
-
-
-def observation_size(space: spaces.Space[Any]) -> int:
-    """Features of a flattened Box observation.
-
-    Raises:
-        TypeError: for a space other than Box.
-    """
-    if not isinstance(space, spaces.Box):
-        raise TypeError(
-            f"FactoredRecurrentActorCritic: expected a Box observation space (it is flattened),"
-            f" got {space!r}; wrap the env with gymnasium.wrappers.FlattenObservation"
-        )
-    return int(np.prod(space.shape))
