@@ -170,7 +170,7 @@ class RecallEnv(gym.Env[Any, np.int64]):
         self._t += 1
         return self._observe("query" if self._t == self.query_step else "blank"), 0.0, False, False, {}
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         """Describe the current step in one line when ``render_mode == "ansi"``, else return None."""
         if self.render_mode != "ansi":
             return None

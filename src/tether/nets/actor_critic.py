@@ -190,7 +190,8 @@ class FactoredRecurrentActorCritic(nn.Module):
             self.encoder: nn.Module = mlp_encoder(self.obs_size, sizes, act)
             # A separate critic gets its own encoder too: the value loss's large gradients then
             # never reach the features the actor reads (as with sb3-contrib's enable_critic_lstm).
-            self.critic_encoder = None if shared_core else mlp_encoder(self.obs_size, sizes, act)
+            self.critic_encoder: nn.Module | None = (None if shared_core
+                                                     else mlp_encoder(self.obs_size, sizes, act))
             features = sizes[-1] if sizes else self.obs_size
         else:
             features = _custom_encoder(encoder, encoder_out, critic_encoder, shared_core,
@@ -305,7 +306,8 @@ class FactoredRecurrentActorCritic(nn.Module):
             y, _ = self.actor_core(z.unsqueeze(0), state, bootstrap=bootstrap)
         else:
             y, _ = self.critic_core(zv.unsqueeze(0), self._split(state)[1], bootstrap=bootstrap)
-        return self.value_head(y[0]).squeeze(-1)
+        value: torch.Tensor = self.value_head(y[0]).squeeze(-1)
+        return value
 
     def env_actions(self, actions: torch.Tensor) -> Any:
         """Turn ``act``'s actions ``[B, *action_shape]`` into what the vector env's ``step`` takes.
@@ -414,7 +416,8 @@ class FactoredRecurrentActorCritic(nn.Module):
     def _stage(self, name: str) -> Callable[..., Any]:
         """The stage ``name``, compiled when :meth:`compile` was called."""
         if self._compile_options is None:
-            return getattr(self, name)
+            eager: Callable[..., Any] = getattr(self, name)
+            return eager
         stage = self._compiled.get(name)
         if stage is None:
             args, kwargs = self._compile_options
@@ -423,7 +426,7 @@ class FactoredRecurrentActorCritic(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         # Compiled functions do not pickle; the options do, and the stages recompile on first use.
-        state = super().__getstate__()
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
         state["_compiled"] = {}
         return state
 

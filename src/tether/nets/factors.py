@@ -212,10 +212,13 @@ def _factor_to_env(factor: ActionFactor, columns: np.ndarray) -> np.ndarray:
         clipped = np.clip(columns, low, high)
         if np.issubdtype(space.dtype, np.integer):
             clipped = np.rint(clipped)
-        return clipped.astype(space.dtype).reshape(batch, *space.shape)
+        box: np.ndarray = clipped.astype(space.dtype).reshape(batch, *space.shape)
+        return box
     index = np.rint(columns).astype(np.int64)
     if isinstance(space, spaces.Discrete):
-        return (index.reshape(batch) + int(space.start)).astype(space.dtype)
+        single: np.ndarray = (index.reshape(batch) + int(space.start)).astype(space.dtype)
+        return single
     assert isinstance(space, spaces.MultiDiscrete)  # the layout only builds these three kinds
     start = np.asarray(space.start).reshape(-1)
-    return (index + start).reshape(batch, *space.shape).astype(space.dtype)
+    multi: np.ndarray = (index + start).reshape(batch, *space.shape).astype(space.dtype)
+    return multi
