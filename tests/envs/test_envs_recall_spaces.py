@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tether.envs  # noqa: F401  (registers the tether/ ids)
+from tether.config import PPOConfig
 from tether.envs import RecallEnv
+from tether.ppo import RecurrentPPO
 
 
 def _as_box(obs: Any, num_cues: int) -> list[float]:
@@ -99,3 +101,20 @@ def test_unknown_observation_kind_raises() -> None:
     """observation= takes one of the three kinds."""
     with pytest.raises(ValueError, match=r"observation expects one of \['box', 'discrete', 'dict'\], got 'image'"):
         RecallEnv(observation="image")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_recurrent_ppo_learns_recall_discrete_and_the_memoryless_twin_cannot(tmp_path: Any) -> None:
+    """The proposed recall-discrete preset: RecurrentPPO reaches the 0.9 bar, its memoryless twin stays near 1/4."""
+    settings = {"env_id": "tether/RecallDiscrete-v0", "total_steps": 50_000, "n_steps": 64, "minibatch_envs": 2,
+                "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3}
+    means = {}
+    for recurrent in (True, False):
+        trainer = RecurrentPPO(PPOConfig(**settings, seed=0, recurrent=recurrent, progress=False,  # type: ignore[arg-type]
+                                         run_dir=str(tmp_path / str(recurrent))))
+        trainer.train()
+        means[recurrent] = trainer.evaluate(20)["mean_return"]
+        trainer.close()
+    assert means[True] >= 0.9
+    # A memoryless policy cannot see the cue at the query: 0.25 in expectation over 20 episodes.
+    assert means[False] <= 0.5
