@@ -84,12 +84,12 @@ def evaluate(trainer: RecurrentPPO, episodes: int = 20, *, seed: int = 10_000) -
     return {"mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)), "returns": returns}
 
 
-def run_cell(task: str, variant: str, seed: int) -> dict[str, Any]:
+def run_cell(task: str, variant: str, seed: int, settings: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one cell (in this process); return its record."""
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         config = PPOConfig(env_id=TASKS[task], seed=seed, recurrent=variant == "recurrent", progress=False,
-                           run_dir=tmp, **SETTINGS)
+                           run_dir=tmp, **settings)
         trainer = RecurrentPPO(config)
         summary = trainer.train()
         result = evaluate(trainer)
@@ -150,11 +150,14 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=2, help="cells at once (each in its own process)")
     parser.add_argument("--name", default=NAME, help="results file stem under benchmarks/results/")
+    parser.add_argument("--total-steps", type=int, default=SETTINGS["total_steps"],
+                        help="training budget per cell (the other settings stay SETTINGS')")
     args = parser.parse_args()
+    settings = {**SETTINGS, "total_steps": args.total_steps}
     path = RESULTS / f"{args.name}.json"
     env = environment()
     old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    same = old.get("settings") == SETTINGS and old.get("environment", {}).get("tether_revision") == env[
+    same = old.get("settings") == settings and old.get("environment", {}).get("tether_revision") == env[
         "tether_revision"]
     cells: list[dict[str, Any]] = old.get("cells", []) if same else []
     done = {(c["task"], c["variant"], c["seed"]) for c in cells}
@@ -162,13 +165,13 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     ctx = __import__("multiprocessing").get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-        futures = [pool.submit(run_cell, *cell) for cell in todo]
+        futures = [pool.submit(run_cell, *cell, settings) for cell in todo]
         for future in futures:
             record = future.result()
             cells.append(record)
             print(f"{record['env_id']} {record['variant']} seed {record['seed']}: eval"
                   f" {record['eval_mean']:.2f} ({record['steps_per_second']:.0f} steps/s)", flush=True)
-            path.write_text(json.dumps({"settings": SETTINGS, "bar": BAR, "environment": env,
+            path.write_text(json.dumps({"settings": settings, "bar": BAR, "environment": env,
                                         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                                         "cells": cells}, indent=2), encoding="utf-8")
     text = table(cells)
