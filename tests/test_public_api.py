@@ -13,6 +13,7 @@ import tether
 
 PUBLIC = {
     "EpisodeClock", "FactoredRecurrentActorCritic", "GraphLeakError", "LifecycleError", "LifecycleWarning",
+    "ObservationError",
     "PPOConfig", "RecurrentPPO", "RecurrentState", "ReplayAlignmentError", "StaleStateError", "StateMismatchError", "StateSpec",
     "TetherError", "TrackedRNN", "__version__", "get_mode", "mode", "set_mode", "track",
 }
@@ -21,11 +22,12 @@ PACKAGES = {
     "tether.clock": {"EpisodeClock"},
     "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"},
     "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
-                      "LifecycleWarning", "MissingDependencyError", "ReplayAlignmentError", "RunFolderError", "StaleStateError",
+                      "LifecycleWarning", "MissingDependencyError", "ObservationError", "ReplayAlignmentError",
+                      "RunFolderError", "StaleStateError",
                       "StateMismatchError", "TetherError", "context"},
     "tether.modes": {"Mode", "get_mode", "mode", "set_mode"},
     "tether.nets": {"ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",
-                    "FactoredRecurrentActorCritic"},
+                    "FactoredRecurrentActorCritic", "ObservationLayout"},
     "tether.ppo": {"EvalSummary", "MetricsLogger", "MissingDependencyError", "PPOConfig", "PPOLoss", "PRESETS",
                    "RecurrentPPO", "RunFolderError", "evaluate_policy", "load_checkpoint", "plot_runs", "ppo_loss",
                    "read_metrics", "save_checkpoint"},

@@ -18,6 +18,7 @@ __all__ = [
     "LifecycleError",
     "LifecycleWarning",
     "MissingDependencyError",
+    "ObservationError",
     "ReplayAlignmentError",
     "RunFolderError",
     "StaleStateError",
@@ -84,6 +85,21 @@ class ActionMaskError(TetherError, ValueError):
         self.head = head
         self.component = component
         self.rows = rows
+
+
+class ObservationError(TetherError, ValueError):
+    """An observation does not fit the policy's observation space (structure, shape or value).
+
+    Attributes:
+        leaf: which part of the observation, as ``obs``, ``obs['cue']`` or ``obs[0]``.
+        expected / got: what was expected and what was found, as text.
+    """
+
+    def __init__(self, message: str, *, leaf: str, expected: str, got: str) -> None:
+        super().__init__(message)
+        self.leaf = leaf
+        self.expected = expected
+        self.got = got
 
 
 class LifecycleError(TetherError):

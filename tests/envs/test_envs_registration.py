@@ -15,13 +15,16 @@ from tether.envs import ENV_IDS, MaskObservation, RecallEnv
 def test_public_names() -> None:
     """The package exports exactly the mask wrapper, the recall env, the id list and the env factory."""
     assert sorted(tether.envs.__all__) == ["ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"]
-    assert ENV_IDS == ("tether/CartPole-NoVel-v0", "tether/Pendulum-NoVel-v0", "tether/Recall-v0")
+    assert ENV_IDS == ("tether/CartPole-NoVel-v0", "tether/Pendulum-NoVel-v0", "tether/Recall-v0",
+                       "tether/RecallDiscrete-v0", "tether/RecallDict-v0")
 
 
 @pytest.mark.parametrize(("env_id", "max_steps", "threshold"), [
     ("tether/CartPole-NoVel-v0", 500, 475.0),
     ("tether/Pendulum-NoVel-v0", 200, None),
     ("tether/Recall-v0", None, None),
+    ("tether/RecallDiscrete-v0", None, None),
+    ("tether/RecallDict-v0", None, None),
 ])
 def test_ids_are_registered_with_their_limits(env_id: str, max_steps: int | None, threshold: float | None) -> None:
     """Each id is in gymnasium's registry under the tether namespace with the plain task's time limit."""

@@ -295,11 +295,11 @@ def test_bad_configuration_raises(kwargs: dict[str, Any], error: type[Exception]
 
 
 def test_unsupported_spaces_raise_type_error() -> None:
-    """A Text action space and a Discrete observation space are refused at construction."""
+    """A Text action space and a Text observation space (inside a Dict) are refused at construction."""
     with pytest.raises(TypeError, match=r"unsupported action space Text"):
         FactoredRecurrentActorCritic(OBS, spaces.Text(4))
-    with pytest.raises(TypeError, match="expected a Box observation space"):
-        FactoredRecurrentActorCritic(spaces.Discrete(3), spaces.Discrete(2))
+    with pytest.raises(TypeError, match=r"unsupported observation space Text\(.*at obs\['name'\]"):
+        FactoredRecurrentActorCritic(spaces.Dict({"name": spaces.Text(4)}), spaces.Discrete(2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,7 +468,7 @@ def test_policy_follows_the_protocol_and_steps_a_vector_env() -> None:
 def test_public_names() -> None:
     """tether.nets exports exactly its public surface."""
     assert sorted(tether.nets.__all__) == ["ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",
-                                           "FactoredRecurrentActorCritic"]
+                                           "FactoredRecurrentActorCritic", "ObservationLayout"]
     assert isinstance(make().initial_state(1), RecurrentState)
 
 

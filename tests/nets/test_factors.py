@@ -10,7 +10,7 @@ from gymnasium.vector.utils import batch_space
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tether.nets.factors import ActionLayout, observation_size
+from tether.nets.factors import ActionLayout
 
 DICT = spaces.Dict({
     "move": spaces.Discrete(5, start=-2),
@@ -72,13 +72,6 @@ def test_empty_composite_space_raises() -> None:
     """A Dict without entries has no head."""
     with pytest.raises(ValueError, match="has no entries"):
         ActionLayout(spaces.Dict({}))
-
-
-def test_observation_size_flattens_a_box_and_refuses_others() -> None:
-    """Box observations flatten; Discrete observations ask for a wrapper."""
-    assert observation_size(spaces.Box(0, 1, (3, 4))) == 12
-    with pytest.raises(TypeError, match="expected a Box observation space"):
-        observation_size(spaces.Discrete(3))
 
 
 @settings(max_examples=30, deadline=None)

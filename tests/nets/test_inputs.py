@@ -1,4 +1,4 @@
-"""Tests for tether.nets.inputs: observation, episode-start and action checks."""
+"""Tests for tether.nets.inputs: episode-start and action checks (observations: test_encoders.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,7 @@ import torch
 from gymnasium import spaces
 
 from tether.nets.factors import ActionLayout
-from tether.nets.inputs import as_actions, as_episode_starts, as_obs
-
-SPACE = spaces.Box(0, 255, (2, 3), dtype=np.uint8)
-LIKE = torch.zeros(1, dtype=torch.float64)
-
-
-def test_obs_are_flattened_and_cast_like_the_parameters() -> None:
-    """uint8 [B, 2, 3] becomes float64 [B, 6]; [T, B, 6] is accepted as already flat."""
-    obs = as_obs(np.arange(12, dtype=np.uint8).reshape(2, 2, 3), SPACE, 6, 1, LIKE, "act")
-    assert (obs.shape, obs.dtype) == ((2, 6), torch.float64)
-    torch.testing.assert_close(obs[1], torch.arange(6, 12, dtype=torch.float64))
-    assert as_obs(torch.zeros(4, 2, 6), SPACE, 6, 2, LIKE, "evaluate_actions").shape == (4, 2, 6)
-
-
-@pytest.mark.parametrize("shape", [(6,), (2, 3, 2), (2, 5)])
-def test_obs_of_other_shapes_raise(shape: tuple[int, ...]) -> None:
-    """Missing batch dim, transposed or wrong size: the message shows both forms accepted."""
-    with pytest.raises(ValueError, match=r"act: expected obs shaped \[B, 2, 3\] \(or flattened \[B, 6\]\)"):
-        as_obs(torch.zeros(shape), SPACE, 6, 1, LIKE, "act")
+from tether.nets.inputs import as_actions, as_episode_starts
 
 
 def test_episode_starts_stay_on_the_host() -> None:

@@ -10,6 +10,9 @@ id                              task                                        epis
 ``tether/Pendulum-NoVel-v0``    Pendulum-v1, feature 2 (angular velocity)   200
                                 reads 0
 ``tether/Recall-v0``            name a cue seen ``delay`` steps earlier     ``delay + 2``
+``tether/RecallDiscrete-v0``    Recall, observations one ``Discrete``       ``delay + 2``
+``tether/RecallDict-v0``        Recall, observations a ``Dict`` of          ``delay + 2``
+                                ``Discrete`` cue and phase
 ==============================  ==========================================  ==============
 
 ``gymnasium.make("tether.envs:tether/Recall-v0")`` imports the package and makes the env in one call.
@@ -47,6 +50,8 @@ ENV_IDS: tuple[str, ...] = (
     "tether/CartPole-NoVel-v0",
     "tether/Pendulum-NoVel-v0",
     "tether/Recall-v0",
+    "tether/RecallDiscrete-v0",
+    "tether/RecallDict-v0",
 )
 """The ids this package registers, for ``gymnasium.make``."""
 
@@ -64,3 +69,6 @@ _register(
 _register(ENV_IDS[1], "tether.envs.masking:_pendulum_no_velocity", max_episode_steps=200)
 # Every Recall episode terminates by itself after `delay + 2` steps: no time limit is needed.
 _register(ENV_IDS[2], "tether.envs.recall:RecallEnv")
+# Recall with non-Box observations (see RecallEnv's table): the same task, other spaces.
+_register("tether/RecallDiscrete-v0", "tether.envs.recall:RecallEnv", kwargs={"observation": "discrete"})
+_register("tether/RecallDict-v0", "tether.envs.recall:RecallEnv", kwargs={"observation": "dict"})

@@ -212,6 +212,12 @@ def make_vector_env(
     venv: gym.vector.VectorEnv[Any, Any, Any] = (
         gym.vector.AsyncVectorEnv(fns) if vector == "async" else gym.vector.SyncVectorEnv(fns))
     if normalize_obs:
+        space = venv.single_observation_space
+        if not isinstance(space, gym.spaces.Box):
+            venv.close()
+            raise ConfigError(
+                f"normalize_obs: gymnasium's observation normaliser takes Box observations, but"
+                f" {env_id} observes {space}; drop --normalize-obs for this task")
         venv = gym.wrappers.vector.NormalizeObservation(venv)
     return venv
 

@@ -3,11 +3,13 @@
 The smallest task whose reward needs memory: the query observation is the same whatever the cue,
 so a policy that sees only the current observation answers right with probability exactly
 ``1 / num_cues``, while a policy that remembers the first observation answers right every time.
+The same task comes with three observation spaces (``observation=``): a Box (the default), a
+single Discrete, and a Dict of two Discretes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -16,12 +18,29 @@ from numpy.typing import NDArray
 
 __all__ = ["RecallEnv"]
 
+ObservationKind = Literal["box", "discrete", "dict"]
+_OBSERVATIONS: tuple[ObservationKind, ...] = ("box", "discrete", "dict")
+_PHASES = {"cue": 0, "blank": 1, "query": 2}
 
-class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
+
+class RecallEnv(gym.Env[Any, np.int64]):
     """A cue, ``delay`` blank steps, then a query that is rewarded only if the cue is named.
 
-    Observations have ``num_cues + 1`` features: a one-hot cue in the first ``num_cues`` and a
-    query flag in the last. An episode is ``delay + 2`` steps long:
+    With ``observation="box"`` (the default) observations have ``num_cues + 1`` features: a one-hot
+    cue in the first ``num_cues`` and a query flag in the last. The other observation spaces
+    carry the same information (the table is for the Box):
+
+    ==============  ================================  ============================================
+    observation     space                             cue k / blank / query
+    ==============  ================================  ============================================
+    ``"box"``       ``Box(0, 1, (num_cues + 1,))``    one-hot k / zeros / last feature 1
+    ``"discrete"``  ``Discrete(num_cues + 2)``        k / ``num_cues`` / ``num_cues + 1``
+    ``"dict"``      ``Dict(cue=Discrete(num_cues +    ``{"cue": k, "phase": 0}`` /
+                    1), phase=Discrete(3))``          ``{"cue": num_cues, "phase": 1}`` /
+                                                      ``{"cue": num_cues, "phase": 2}``
+    ==============  ================================  ============================================
+
+    An episode is ``delay + 2`` steps long:
 
     ======================  ============================  =================================
     observation index t     observation                   reward of the action taken at t
@@ -31,7 +50,7 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
     delay + 1 (the query)   zeros, flag 1                 1 if action == cue else 0; ends
     ======================  ============================  =================================
 
-    The episode terminates after the query action (the final observation is all zeros), with
+    The episode terminates after the query action (the final observation is a blank), with
     ``info["is_success"]`` set to whether the answer was right. The cue is drawn uniformly from
     the env's ``np_random`` at each reset, so episodes are determined by ``reset(seed=...)``.
     The optimal return is 1; any memoryless policy returns ``1 / num_cues`` in expectation.
@@ -40,10 +59,12 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
         delay: blank steps between the cue and the query, ``>= 0``.
         num_cues: number of distinct cues (and of actions), ``>= 2``.
         render_mode: ``None`` or ``"ansi"`` (a one-line text description of the current step).
+        observation: ``"box"``, ``"discrete"`` or ``"dict"`` (the table above).
 
     Raises:
         TypeError: when ``delay`` or ``num_cues`` is not an int.
-        ValueError: when ``delay < 0``, ``num_cues < 2`` or ``render_mode`` is not supported.
+        ValueError: when ``delay < 0``, ``num_cues < 2``, or ``render_mode`` / ``observation`` is
+            not supported.
 
     Example:
         >>> from tether.envs import RecallEnv
@@ -56,12 +77,16 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
         >>> _, reward, terminated, _, info = env.step(2)
         >>> reward, terminated, info
         (1.0, True, {'is_success': True})
+        >>> env = RecallEnv(delay=1, num_cues=3, observation="dict")
+        >>> env.reset(seed=0, options={"cue": 2})[0]
+        {'cue': np.int64(2), 'phase': np.int64(0)}
     """
 
     # gymnasium reads `metadata` from the class (gymnasium.make checks render modes before building).
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012
 
-    def __init__(self, delay: int = 8, num_cues: int = 4, render_mode: str | None = None):
+    def __init__(self, delay: int = 8, num_cues: int = 4, render_mode: str | None = None,
+                 observation: ObservationKind = "box"):
         self.delay = _check_int("delay", delay, 0, "0 puts the query right after the cue")
         self.num_cues = _check_int("num_cues", num_cues, 2, "a single cue leaves nothing to remember")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -69,8 +94,12 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
                 f"RecallEnv: render_mode expects None or one of {self.metadata['render_modes']},"
                 f" got {render_mode!r}"
             )
+        if observation not in _OBSERVATIONS:
+            raise ValueError(
+                f"RecallEnv: observation expects one of {list(_OBSERVATIONS)}, got {observation!r}")
         self.render_mode = render_mode
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(self.num_cues + 1,), dtype=np.float32)
+        self.observation = observation
+        self.observation_space: spaces.Space[Any] = self._space()
         self.action_space = spaces.Discrete(self.num_cues)
         self._cue: int | None = None
         self._t = 0
@@ -98,7 +127,7 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
         """Start an episode and return the cue observation.
 
         Args:
@@ -114,13 +143,9 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
         if options:
             cue = self._forced_cue(options)
         self._cue, self._t, self._answer = cue, 0, None
-        obs = self._blank()
-        obs[cue] = 1.0
-        return obs, {}
+        return self._observe("cue"), {}
 
-    def step(
-        self, action: np.int64 | int
-    ) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.int64 | int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Take one action; only the action at the query step is rewarded.
 
         Raises:
@@ -141,14 +166,11 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
         if self._t == self.query_step:
             self._answer = int(action)
             correct = self._answer == self._cue
-            return self._blank(), float(correct), True, False, {"is_success": correct}
+            return self._observe("blank"), float(correct), True, False, {"is_success": correct}
         self._t += 1
-        obs = self._blank()
-        if self._t == self.query_step:
-            obs[self.num_cues] = 1.0
-        return obs, 0.0, False, False, {}
+        return self._observe("query" if self._t == self.query_step else "blank"), 0.0, False, False, {}
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         """Describe the current step in one line when ``render_mode == "ansi"``, else return None."""
         if self.render_mode != "ansi":
             return None
@@ -164,8 +186,26 @@ class RecallEnv(gym.Env[NDArray[np.float32], np.int64]):
             return f"{where}: query, answer with the cue's index"
         return f"{where}: blank, keep the cue in memory"
 
-    def _blank(self) -> NDArray[np.float32]:
-        return np.zeros(self.num_cues + 1, dtype=np.float32)
+    def _space(self) -> spaces.Space[Any]:
+        n = self.num_cues
+        if self.observation == "discrete":
+            return spaces.Discrete(n + 2)
+        if self.observation == "dict":
+            return spaces.Dict({"cue": spaces.Discrete(n + 1), "phase": spaces.Discrete(len(_PHASES))})
+        return spaces.Box(0.0, 1.0, shape=(n + 1,), dtype=np.float32)
+
+    def _observe(self, phase: Literal["cue", "blank", "query"]) -> Any:
+        """The observation of a step of this phase, in the env's observation space."""
+        n, cue = self.num_cues, self._cue
+        assert cue is not None  # only called once reset() drew the cue
+        if self.observation == "discrete":
+            return np.int64({"cue": cue, "blank": n, "query": n + 1}[phase])
+        if self.observation == "dict":
+            return {"cue": np.int64(cue if phase == "cue" else n), "phase": np.int64(_PHASES[phase])}
+        obs: NDArray[np.float32] = np.zeros(n + 1, dtype=np.float32)
+        if phase != "blank":
+            obs[cue if phase == "cue" else n] = 1.0
+        return obs
 
     def _forced_cue(self, options: dict[str, Any]) -> int:
         unknown = sorted(set(options) - {"cue"})

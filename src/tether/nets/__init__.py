@@ -10,6 +10,7 @@ from tether._extras import require
 require("gymnasium", "tether.nets")
 
 from tether.nets.actor_critic import FactoredRecurrentActorCritic
+from tether.nets.encoders import ObservationLayout
 from tether.nets.factors import ActionFactor, ActionLayout
 from tether.nets.heads import FactoredHeads
 from tether.nets.masks import ActionMaskError
@@ -20,4 +21,5 @@ __all__ = [
     "ActionMaskError",
     "FactoredHeads",
     "FactoredRecurrentActorCritic",
+    "ObservationLayout",
 ]

@@ -10,7 +10,6 @@ stages in place.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -21,9 +20,10 @@ from torch import nn
 
 from tether.clock import EpisodeClock
 from tether.errors import StateMismatchError
-from tether.nets.factors import ActionLayout, observation_size
-from tether.nets.heads import FactoredHeads, orthogonal_init, value_head
-from tether.nets.inputs import as_actions, as_episode_starts, as_obs
+from tether.nets.encoders import ObservationLayout, activation_class, mlp_encoder
+from tether.nets.factors import ActionLayout
+from tether.nets.heads import FactoredHeads, value_head
+from tether.nets.inputs import as_actions, as_episode_starts
 from tether.nets.masks import check_allowed, normalize_masks
 from tether.policy import ActResult, EvalResult
 from tether.sequence import plan_unroll, unroll
@@ -31,32 +31,6 @@ from tether.state import RecurrentState
 from tether.tracking import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
 
 __all__ = ["FactoredRecurrentActorCritic"]
-
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-}
-
-
-def _activation(activation: str | type[nn.Module]) -> type[nn.Module]:
-    if isinstance(activation, type) and issubclass(activation, nn.Module):
-        return activation
-    if isinstance(activation, str) and activation in _ACTIVATIONS:
-        return _ACTIVATIONS[activation]
-    raise ValueError(
-        f"FactoredRecurrentActorCritic: expected activation to be one of {sorted(_ACTIVATIONS)}"
-        f" or an nn.Module class, got {activation!r}"
-    )
-
-
-def _encoder(in_features: int, sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for size in sizes:
-        layers += [orthogonal_init(nn.Linear(in_features, size), math.sqrt(2.0)), nn.LayerNorm(size),
-                   activation()]
-        in_features = size
-    return nn.Sequential(*layers)
-
 
 def _recurrent(kind: str, in_features: int, hidden: int, layers: int, max_graph_steps: int) -> TrackedRNN:
     rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(in_features, hidden, layers)
@@ -75,13 +49,47 @@ def _positive(name: str, value: Any) -> int:
     return int(value)
 
 
+def _no_custom_parts(**parts: Any) -> None:
+    given = sorted(name for name, value in parts.items() if value is not None)
+    if given:
+        raise ValueError(f"FactoredRecurrentActorCritic: {' and '.join(given)} go with encoder=, which"
+                         " was not given; pass encoder=your_module too, or drop them")
+
+
+def _custom_encoder(encoder: Any, encoder_out: Any, critic_encoder: Any, shared_core: bool,
+                    hidden_sizes: Any, activation: Any) -> int:
+    """Check a user-supplied encoder's companions; return its output features."""
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"FactoredRecurrentActorCritic: expected encoder to be an nn.Module, got"
+                        f" {type(encoder).__name__}")
+    if hidden_sizes is not None or activation is not None:
+        raise ValueError("FactoredRecurrentActorCritic: hidden_sizes and activation shape the built-in"
+                         " encoder; with encoder= your module replaces it, so leave them unset")
+    if encoder_out is None:
+        raise ValueError("FactoredRecurrentActorCritic: expected encoder_out= (the features your encoder"
+                         " returns per row) with encoder=")
+    out = _positive("encoder_out", encoder_out)
+    if shared_core and critic_encoder is not None:
+        raise ValueError("FactoredRecurrentActorCritic: critic_encoder= is for a separate critic; pass"
+                         " shared_core=False, or drop critic_encoder")
+    if not shared_core and (not isinstance(critic_encoder, nn.Module) or critic_encoder is encoder):
+        raise ValueError(
+            "FactoredRecurrentActorCritic: shared_core=False with encoder= needs critic_encoder=, a"
+            " second instance of your encoder (its own parameters, same encoder_out), e.g. build it twice"
+        )
+    return out
+
+
 class FactoredRecurrentActorCritic(nn.Module):
     """A recurrent actor-critic over factored action spaces, built from gymnasium spaces.
 
-    Encoder (Linear + LayerNorm + activation per hidden size) -> tracked LSTM / GRU core -> one
-    head per action factor (categorical for Discrete / MultiDiscrete, diagonal Gaussian with a
-    learnable state-independent log-std for Box), plus a value head. With ``shared_core=False``
-    the critic has its own core (same size); the policy's state is still ONE
+    Observations of any Box / Discrete / MultiDiscrete / MultiBinary / Tuple / Dict space become
+    one feature vector (:class:`~tether.nets.encoders.ObservationLayout`: one-hots for discrete
+    leaves, the features concatenated in leaf order) -> encoder (Linear + LayerNorm + activation
+    per hidden size, or a module of your own) -> tracked LSTM / GRU core -> one head per action
+    factor (categorical for Discrete / MultiDiscrete, diagonal Gaussian with a learnable
+    state-independent log-std for Box), plus a value head. With ``shared_core=False`` the critic
+    has its own encoder and core (same sizes); the policy's state is still ONE
     :class:`~tether.RecurrentState`: the actor's layers first, the critic's stacked below them,
     ``[num_layers * 2, B, H]``, so ``reset`` / ``detach`` / ``snapshot`` cover both.
 
@@ -89,24 +97,32 @@ class FactoredRecurrentActorCritic(nn.Module):
     encoder, 0.01 for the action heads, 1.0 for the value head and the recurrent weights; biases 0.
 
     Args:
-        observation_space: a Box (flattened to ``obs_size`` features).
+        observation_space: Box (any dtype), Discrete, MultiDiscrete, MultiBinary, or a Tuple / Dict
+            of those, nested to any depth: ``obs_size`` features (see docs/observations.md).
         action_space: Discrete, MultiDiscrete, Box, or a Dict / Tuple of those (one head each).
-        hidden_sizes: encoder widths; ``()`` feeds the observation to the core directly.
-        activation: ``"tanh"``, ``"relu"``, ``"gelu"``, ``"silu"``, ``"elu"``, ``"leaky_relu"`` or
-            an ``nn.Module`` class.
+        hidden_sizes: encoder widths (default ``(64,)``); ``()`` feeds the features to the core.
+        activation: ``"tanh"`` (default), ``"relu"``, ``"gelu"``, ``"silu"``, ``"elu"``,
+            ``"leaky_relu"`` or an ``nn.Module`` class.
         core: ``"lstm"`` or ``"gru"``.
         core_hidden_size: ``H`` of the core.
         num_layers: layers of each core.
         shared_core: one core for actor and critic; ``False`` gives the critic its own core.
         log_std_init: initial log-std of the Gaussian heads.
         max_graph_steps: passed to :func:`~tether.track`.
+        encoder: your own module in place of the built-in MLP: it maps the features
+            ``[N, obs_size]`` (float, in the policy's dtype) to ``[N, encoder_out]``. Kept as given
+            (your init); replaces ``hidden_sizes`` / ``activation``, which must then be left unset.
+        encoder_out: the features ``encoder`` returns; required with ``encoder``.
+        critic_encoder: with ``encoder`` and ``shared_core=False``, the critic's own encoder: a
+            second instance (built the same way, its own parameters), same ``encoder_out``.
 
     Raises:
         TypeError: for an unsupported observation or action space.
-        ValueError: for a bad size, core kind or activation.
+        ValueError: for a bad size, core kind or activation, or an incomplete custom encoder.
 
     Shapes:
-        one step: obs ``[B, *obs_shape]`` (or ``[B, obs_size]``), masks bool ``[B, D]``;
+        one step: obs ``[B, *obs_shape]`` (or ``[B, obs_size]`` for a Box; a dict / tuple of
+        ``[B, *leaf_shape]`` for a Dict / Tuple space), masks bool ``[B, D]``;
         sequences: obs ``[T, B, ...]``, actions ``[T, B, *action_shape]``, episode_starts ``[T, B]``;
         state ``[L, B, H]`` with ``L = num_layers`` (shared) or ``2 * num_layers`` (separate).
 
@@ -126,6 +142,15 @@ class FactoredRecurrentActorCritic(nn.Module):
         >>> done = np.array([False, True])
         >>> _ = clock.advance(done)
         >>> state = out.state.reset(done)  # the next act() takes this state
+
+        A Dict observation, and an encoder of your own:
+
+        >>> obs_space = gym.spaces.Dict({"cue": gym.spaces.Discrete(4), "pos": gym.spaces.Box(-1, 1, (2,))})
+        >>> policy = FactoredRecurrentActorCritic(
+        ...     obs_space, gym.spaces.Discrete(4), encoder=torch.nn.Linear(6, 32), encoder_out=32)
+        >>> obs = {"cue": np.array([3, 0]), "pos": np.zeros((2, 2), np.float32)}
+        >>> policy.act(obs, policy.initial_state(2)).value.shape
+        torch.Size([2])
     """
 
     def __init__(
@@ -133,31 +158,46 @@ class FactoredRecurrentActorCritic(nn.Module):
         observation_space: spaces.Space[Any],
         action_space: spaces.Space[Any],
         *,
-        hidden_sizes: Sequence[int] = (64,),
-        activation: str | type[nn.Module] = "tanh",
+        hidden_sizes: Sequence[int] | None = None,
+        activation: str | type[nn.Module] | None = None,
         core: Literal["lstm", "gru"] = "lstm",
         core_hidden_size: int = 64,
         num_layers: int = 1,
         shared_core: bool = True,
         log_std_init: float = 0.0,
         max_graph_steps: int = DEFAULT_MAX_GRAPH_STEPS,
+        encoder: nn.Module | None = None,
+        encoder_out: int | None = None,
+        critic_encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if core not in ("lstm", "gru"):
             raise ValueError(f"FactoredRecurrentActorCritic: expected core 'lstm' or 'gru', got {core!r}")
-        sizes = [_positive("each hidden size", s) for s in hidden_sizes]
         hidden = _positive("core_hidden_size", core_hidden_size)
         layers = _positive("num_layers", num_layers)
         self.observation_space = observation_space
         self.action_space = action_space
-        self.obs_size = observation_size(observation_space)
+        self.obs_layout = ObservationLayout(observation_space)
+        self.obs_size = self.obs_layout.size
         self.layout = ActionLayout(action_space)
         self.core_kind = core
-        self.encoder = _encoder(self.obs_size, sizes, _activation(activation))
-        # A separate critic gets its own encoder too: the value loss's large gradients then never
-        # reach the features the actor reads (as with sb3-contrib's enable_critic_lstm).
-        self.critic_encoder = None if shared_core else _encoder(self.obs_size, sizes, _activation(activation))
-        features = sizes[-1] if sizes else self.obs_size
+        if encoder is None:
+            _no_custom_parts(encoder_out=encoder_out, critic_encoder=critic_encoder)
+            widths = (64,) if hidden_sizes is None else hidden_sizes
+            sizes = [_positive("each hidden size", s) for s in widths]
+            act = activation_class("tanh" if activation is None else activation)
+            self.encoder: nn.Module = mlp_encoder(self.obs_size, sizes, act)
+            # A separate critic gets its own encoder too: the value loss's large gradients then
+            # never reach the features the actor reads (as with sb3-contrib's enable_critic_lstm).
+            self.critic_encoder: nn.Module | None = (None if shared_core
+                                                     else mlp_encoder(self.obs_size, sizes, act))
+            features = sizes[-1] if sizes else self.obs_size
+        else:
+            features = _custom_encoder(encoder, encoder_out, critic_encoder, shared_core,
+                                       hidden_sizes, activation)
+            self.encoder = encoder
+            self.critic_encoder = critic_encoder
+        self.encoder_out = features
         self.actor_core = _recurrent(core, features, hidden, layers, max_graph_steps)
         self.critic_core = None if shared_core else _recurrent(core, features, hidden, layers,
                                                                max_graph_steps)
@@ -421,7 +461,8 @@ class FactoredRecurrentActorCritic(nn.Module):
             )
 
     def _obs(self, obs: Any, lead: int, where: str) -> torch.Tensor:
-        return as_obs(obs, self.observation_space, self.obs_size, lead, self.value_head.weight, where)
+        # The one conversion of observations to features, shared by act / value / evaluate_actions.
+        return self.obs_layout.features(obs, lead, self.value_head.weight, where)
 
     def _masks(self, masks: Any, lead: tuple[int, ...], where: str) -> torch.Tensor | None:
         mask = normalize_masks(masks, self.layout, lead, self.value_head.weight.device, where)

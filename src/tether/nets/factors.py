@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-__all__ = ["ActionFactor", "ActionLayout", "observation_size"]
+__all__ = ["ActionFactor", "ActionLayout"]
 
 FactorKind = Literal["discrete", "multi_discrete", "box"]
 
@@ -212,24 +212,13 @@ def _factor_to_env(factor: ActionFactor, columns: np.ndarray) -> np.ndarray:
         clipped = np.clip(columns, low, high)
         if np.issubdtype(space.dtype, np.integer):
             clipped = np.rint(clipped)
-        return clipped.astype(space.dtype).reshape(batch, *space.shape)
+        box: np.ndarray = clipped.astype(space.dtype).reshape(batch, *space.shape)
+        return box
     index = np.rint(columns).astype(np.int64)
     if isinstance(space, spaces.Discrete):
-        return (index.reshape(batch) + int(space.start)).astype(space.dtype)
+        single: np.ndarray = (index.reshape(batch) + int(space.start)).astype(space.dtype)
+        return single
     assert isinstance(space, spaces.MultiDiscrete)  # the layout only builds these three kinds
     start = np.asarray(space.start).reshape(-1)
-    return (index + start).reshape(batch, *space.shape).astype(space.dtype)
-
-
-def observation_size(space: spaces.Space[Any]) -> int:
-    """Features of a flattened Box observation.
-
-    Raises:
-        TypeError: for a space other than Box.
-    """
-    if not isinstance(space, spaces.Box):
-        raise TypeError(
-            f"FactoredRecurrentActorCritic: expected a Box observation space (it is flattened),"
-            f" got {space!r}; wrap the env with gymnasium.wrappers.FlattenObservation"
-        )
-    return int(np.prod(space.shape))
+    multi: np.ndarray = (index + start).reshape(batch, *space.shape).astype(space.dtype)
+    return multi

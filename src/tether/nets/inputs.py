@@ -1,4 +1,4 @@
-"""Input checks of the actor-critic: observations, actions and episode starts.
+"""Input checks of the actor-critic: actions and episode starts (observations: ``encoders.py``).
 
 Each function turns what a caller passes (tensor or array) into the tensor the tensor stages take,
 or raises a ``ValueError`` that says what was expected and what came, prefixed with the calling
@@ -11,43 +11,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from tether.nets.factors import ActionLayout
 
-__all__ = ["as_actions", "as_episode_starts", "as_obs"]
+__all__ = ["as_actions", "as_episode_starts"]
 
 
 def _tensor(value: Any) -> torch.Tensor:
     return value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
-
-
-def as_obs(
-    obs: Any, space: spaces.Space[Any], size: int, lead: int, like: torch.Tensor, where: str
-) -> torch.Tensor:
-    """Observations ``[*lead, *obs_shape]`` or ``[*lead, size]`` as ``[*lead, size]`` like ``like``.
-
-    Args:
-        obs: the observations (tensor or array, any numeric dtype).
-        space: the observation space.
-        size: features of the flattened observation.
-        lead: number of leading dims: 1 (``[B]``) or 2 (``[T, B]``).
-        like: a parameter: the result takes its device and dtype.
-        where: the calling method, for messages.
-
-    Raises:
-        ValueError: for any other shape.
-    """
-    tensor = _tensor(obs)
-    shape = tuple(tensor.shape)
-    space_shape = tuple(space.shape or ())
-    if len(shape) < lead or shape[lead:] not in (space_shape, (size,)):
-        dims = "T, B" if lead == 2 else "B"
-        raise ValueError(
-            f"{where}: expected obs shaped [{dims}, {', '.join(map(str, space_shape))}] (or"
-            f" flattened [{dims}, {size}]) for {space!r}, got {list(shape)}"
-        )
-    return tensor.to(like.device, like.dtype).reshape(*shape[:lead], size)
 
 
 def as_episode_starts(episode_starts: Any, steps: int, batch: int, where: str) -> torch.Tensor:

@@ -16,5 +16,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "learning_rate": 1e-3, "normalize_obs": True, "reward_scale": 0.1},
     "recall": {"env_id": "tether/Recall-v0", "total_steps": 50_000, "n_steps": 64, "minibatch_envs": 2,
                "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3},
+    # The Recall preset on the non-Box observation variants (a Dict cue / phase; a single Discrete).
+    "recall-dict": {"env_id": "tether/RecallDict-v0", "total_steps": 50_000, "n_steps": 64,
+                    "minibatch_envs": 2, "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3},
+    "recall-discrete": {"env_id": "tether/RecallDiscrete-v0", "total_steps": 100_000, "n_steps": 64,
+                        "minibatch_envs": 2, "gae_lambda": 0.95, "ent_coef": 0.01, "learning_rate": 1e-3},
 }
 """The preset settings by name; :meth:`PPOConfig.from_preset` applies them."""
