@@ -31,11 +31,12 @@ from tether.bench._extras import MissingExtraError, has_module
 from tether.bench.grid import BASELINES, Cell, Grid
 from tether.errors import ConfigError
 
-__all__ = ["CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid", "write_toml"]
+__all__ = ["GRID_INFO", "RESULT", "CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid", "write_toml"]
 
 #: Builds the argv that trains one cell: ``(cell, cell_toml, run_dir) -> argv``.
 TrainerCommand = Callable[[Cell, Path, Path], Sequence[str]]
 RESULT = "result.json"
+GRID_INFO = "grid.json"
 
 
 def default_command(cell: Cell, cell_toml: Path, run_dir: Path) -> list[str]:
@@ -124,7 +125,8 @@ def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
     }
 
 
-def _run_cell(cell: Cell, out: Path, command: TrainerCommand, context: dict[str, Any]) -> CellOutcome:
+def _run_cell(cell: Cell, out: Path, command: TrainerCommand, context: dict[str, Any],
+              keep_checkpoints: bool) -> CellOutcome:
     cell_dir = out / cell.dirname
     done = read_cell(cell_dir)
     if done is not None and done.get("cell", {}).get("fingerprint") == cell.fingerprint():
@@ -151,6 +153,8 @@ def _run_cell(cell: Cell, out: Path, command: TrainerCommand, context: dict[str,
         record = _record(cell, run_dir, argv, seconds, context)
     except (ValueError, KeyError, json.JSONDecodeError) as err:
         return CellOutcome(cell=cell, status="failed", error=str(err))
+    if not keep_checkpoints:  # the record holds the curve and the evaluation; the weights are bulk
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
     partial = cell_dir / (RESULT + ".partial")
     partial.write_text(json.dumps(record, indent=1), encoding="utf-8")
     partial.replace(cell_dir / RESULT)  # atomic: a result.json is always whole
@@ -182,6 +186,7 @@ def run_grid(
     jobs: int | None = None,
     command: TrainerCommand | None = None,
     echo: Callable[[str], None] | None = print,
+    keep_checkpoints: bool = False,
 ) -> list[CellOutcome]:
     """Run every cell of ``grid`` not yet done under ``out``, ``jobs`` at a time.
 
@@ -191,6 +196,7 @@ def run_grid(
         jobs: cells run at once (default: the number of CPUs).
         command: builds the trainer's argv (default: :func:`default_command`).
         echo: where a line per finished cell goes (``None``: silent).
+        keep_checkpoints: keep each cell's ``checkpoint.pt`` (default: removed once recorded).
 
     Returns:
         One outcome per cell, in the grid's order.
@@ -207,11 +213,14 @@ def run_grid(
     folder.mkdir(parents=True, exist_ok=True)
     context = {"versions": provenance.versions(), "hardware": provenance.hardware(),
                "jobs": jobs or os.cpu_count() or 1}
+    info = {"name": grid.name, "description": grid.description, "seeds": list(grid.seeds),
+            "tasks": [t.name for t in grid.tasks], "variants": [v.name for v in grid.variants]}
+    (folder / GRID_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     cells = grid.cells()
     outcomes: dict[str, CellOutcome] = {}
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
-        futures = {pool.submit(_run_cell, cell, folder, command or default_command, context): cell
-                   for cell in cells}
+        futures = {pool.submit(_run_cell, cell, folder, command or default_command, context,
+                               keep_checkpoints): cell for cell in cells}
         for finished, future in enumerate(as_completed(futures), start=1):
             outcome = future.result()
             outcomes[outcome.cell.key] = outcome
