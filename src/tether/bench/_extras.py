@@ -38,5 +38,5 @@ def require(name: str, *, extra: str, purpose: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as err:
         raise MissingExtraError(
-            f"{purpose} needs {name.split('.')[0]}, which is not installed;"
+            f"{purpose} needs {name.split('.', maxsplit=1)[0]}, which is not installed;"
             f" pip install 'tether-rl[{extra}]'") from err

@@ -46,7 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     tables.add_argument("files", type=Path, nargs="*",
                         help="markdown files (default: README.md and docs/*.md under --root)")
     bench.set_defaults(handler=run)
-    return bench
+    parser: argparse.ArgumentParser = bench
+    return parser
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -87,9 +88,12 @@ def _tables(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(files)} file(s) checked: {len(problems)} problem(s)")
         return 1 if problems else 0
-    for path in tables.regenerate(files, args.root):
+    changed, problems = tables.regenerate(files, args.root)
+    for path in changed:
         print(f"rewrote {path}")
-    return 0
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
 
 
 def run(args: argparse.Namespace) -> int:

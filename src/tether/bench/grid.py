@@ -178,7 +178,8 @@ def _seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, dict):
         _unknown(value, ("start", "count"), "seeds")
         start, count = value.get("start", 0), value.get("count")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, count)) or count < 1:
+        if (not isinstance(start, int) or not isinstance(count, int) or isinstance(start, bool)
+                or isinstance(count, bool) or count < 1):
             raise ConfigError(f"seeds: expected {{start = INT, count = INT >= 1}}, got {value!r}")
         return tuple(range(start, start + count))
     if (not isinstance(value, list) or not value

@@ -74,7 +74,8 @@ def plot_profile(summary: dict[str, Any], out: str | Path) -> Path:
         taus = np.linspace(min(every), max(every), 101) if max(every) > min(every) else np.asarray(every[:1])
         for row in rows:
             fraction, low, high = stats.performance_profile([row["scores"]], taus)
-            _profile_line(ax, taus, fraction, low, high, colours[row["variant"]], row["label"] or row["variant"])
+            _profile_line(ax, taus, fraction, low, high, colours[row["variant"]],
+                          row["label"] or row["variant"])
         ax.axvline(rows[0]["bar"], color="k", lw=0.8, ls="--", label=f"bar {rows[0]['bar']:g}")
         ax.set(title=task, xlabel="evaluation return τ", ylabel="fraction of runs > τ")
     if summary["aggregate"]:

@@ -87,8 +87,8 @@ def _aggregate(rows: list[dict[str, Any]], variants: list[str], n_resamples: int
         mine = [r for r in rows if r["variant"] == variant]
         if len(mine) < 2 or any(r["score_range"] is None for r in mine):
             continue
-        strata = [(np.asarray(r["scores"]) - r["score_range"][0]) / (r["score_range"][1] - r["score_range"][0])
-                  for r in mine]
+        strata = [(np.asarray(r["scores"]) - r["score_range"][0])
+                  / (r["score_range"][1] - r["score_range"][0]) for r in mine]
         taus = np.linspace(0.0, 1.0, PROFILE_POINTS)
         fraction, low, high = stats.performance_profile(strata, taus, n_resamples=n_resamples)
         found.append({
@@ -166,7 +166,8 @@ def render_table(summary: dict[str, Any]) -> str:
     v, hw = prov["versions"], prov["hardware"]
     commit = ", ".join(c[:10] for c in prov["commits"]) + (" (dirty)" if prov["dirty"] else "")
     lines += ["", f"IQM and median over seeds of the deterministic evaluation's mean return;"
-              f" {summary['confidence']:.0%} stratified-bootstrap intervals ({summary['n_resamples']} resamples)."
+              f" {summary['confidence']:.0%} stratified-bootstrap intervals"
+              f" ({summary['n_resamples']} resamples)."
               f" tether {v.get('tether')} ({commit}), torch {v.get('torch')}, Python {v.get('python')},"
               f" {hw.get('cpu')} ({hw.get('logical_cpus')} logical CPUs)."]
     return "\n".join(lines)
@@ -192,5 +193,6 @@ def write_report(out: str | Path, *, plots: bool = True, n_resamples: int = stat
     if plots:
         from tether.bench.plots import plot_curves, plot_profile  # noqa: PLC0415 (matplotlib is optional)
 
-        written += [plot_curves(summary, folder / "curves.png"), plot_profile(summary, folder / "profile.png")]
+        written += [plot_curves(summary, folder / "curves.png"),
+                    plot_profile(summary, folder / "profile.png")]
     return written

@@ -31,7 +31,8 @@ from tether.bench._extras import MissingExtraError, has_module
 from tether.bench.grid import BASELINES, Cell, Grid
 from tether.errors import ConfigError
 
-__all__ = ["GRID_INFO", "RESULT", "CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid", "write_toml"]
+__all__ = ["GRID_INFO", "RESULT", "CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid",
+           "write_toml"]
 
 #: Builds the argv that trains one cell: ``(cell, cell_toml, run_dir) -> argv``.
 TrainerCommand = Callable[[Cell, Path, Path], Sequence[str]]
@@ -106,7 +107,7 @@ def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
         raise ValueError(f"the trainer left no metrics.jsonl and eval.json in {run_dir}")
     curve = _curve(run_dir)
     evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
-    last = curve[-1] if curve else {"step": 0, "time": None}
+    last: dict[str, Any] = curve[-1] if curve else {"step": 0, "time": None}
     rate = last["step"] / last["time"] if last.get("time") else None
     task = cell.task
     return {
