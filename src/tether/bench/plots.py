@@ -70,8 +70,9 @@ def plot_profile(summary: dict[str, Any], out: str | Path) -> Path:
     colours = {v: f"C{i}" for i, v in enumerate(summary["variants"])}
     for ax, task in zip(axes, summary["tasks"], strict=False):
         rows = [r for r in summary["rows"] if r["task"] == task]
-        every = [s for r in rows for s in r["scores"]]
-        taus = np.linspace(min(every), max(every), 101) if max(every) > min(every) else np.asarray(every[:1])
+        # τ spans the scores, the bar and the task's range, so the bar always shows on the axis
+        span = [s for r in rows for s in r["scores"]] + [rows[0]["bar"], *(rows[0]["score_range"] or [])]
+        taus = np.linspace(min(span), max(span), 101) if max(span) > min(span) else np.asarray(span[:1])
         for row in rows:
             fraction, low, high = stats.performance_profile([row["scores"]], taus)
             _profile_line(ax, taus, fraction, low, high, colours[row["variant"]],

@@ -90,7 +90,9 @@ def _compare(data: dict[str, Any]) -> str:
 
 
 def _measured(data: dict[str, Any]) -> str:
-    prov = data["provenance"]
+    prov = data.get("provenance")
+    if not prov:
+        return "no provenance recorded"
     v, hw, git = prov["versions"], prov["hardware"], prov["git"]
     commit = "no commit" if git["commit"] is None else git["commit"][:10] + (" dirty" if git["dirty"] else "")
     return (f"tether {v['tether']} ({commit}), torch {v['torch']}, Python {v['python']}, {hw['cpu']}"
@@ -159,7 +161,7 @@ def render_block(block: Block, root: Path) -> tuple[str | None, list[str]]:
     if not source.is_file():
         return None, [f"{block.where}: no results file {block.source}; make it with `{command}`"]
     data = json.loads(source.read_text(encoding="utf-8"))
-    made_from = data.get("provenance", {}).get("source_hash")
+    made_from = (data.get("provenance") or {}).get("source_hash")
     current = provenance.source_hash(root / "src" / "tether")
     problems = []
     if made_from != current:
