@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tether.bench.grid import Cell, Grid, parse_grid
+from tether.bench.runner import run_grid
 
 STUB = Path(__file__).with_name("stub_trainer.py")
 
@@ -35,3 +37,18 @@ def small_grid_data() -> dict[str, Any]:
 def small_grid() -> Grid:
     """The small grid, parsed."""
     return parse_grid(small_grid_data())
+
+
+@pytest.fixture(scope="session")
+def _stub_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("stub-grid")
+    run_grid(parse_grid(small_grid_data()), out, jobs=2, command=stub_command, echo=None)
+    return out
+
+
+@pytest.fixture
+def ran(_stub_results: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the small grid's output folder, run once per session with the stub trainer."""
+    out = tmp_path / "ran"
+    shutil.copytree(_stub_results, out)
+    return out

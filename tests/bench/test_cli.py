@@ -9,10 +9,6 @@ import pytest
 
 from tether.bench import add_parser, run
 from tether.bench.__main__ import main
-from tether.bench.grid import Grid
-from tether.bench.runner import run_grid
-
-from .conftest import stub_command
 
 
 def test_add_parser_plugs_into_a_tether_parser() -> None:
@@ -50,13 +46,12 @@ def test_bad_grid_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "o").exists()
 
 
-def test_report_prints_the_table(tmp_path: Path, small_grid: Grid, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_prints_the_table(ran: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``report DIR --no-plots`` writes the summary and prints its table."""
-    run_grid(small_grid, tmp_path, jobs=2, command=stub_command, echo=None)
-    assert main(["report", str(tmp_path), "--no-plots", "--resamples", "50"]) == 0
+    assert main(["report", str(ran), "--no-plots", "--resamples", "50"]) == 0
     out = capsys.readouterr().out
     assert "| recall | gru | 3 | 1000.0 [1000.0, 1000.0] |" in out
-    assert (tmp_path / "summary.json").is_file()
+    assert (ran / "summary.json").is_file()
 
 
 def test_tables_check_on_this_checkout(capsys: pytest.CaptureFixture[str]) -> None:

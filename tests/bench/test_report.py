@@ -10,18 +10,7 @@ import pytest
 
 from tether.bench import provenance
 from tether.bench._extras import MissingExtraError
-from tether.bench.grid import Grid
 from tether.bench.report import load_results, render_table, summarise, write_report
-from tether.bench.runner import run_grid
-
-from .conftest import stub_command
-
-
-@pytest.fixture
-def ran(tmp_path: Path, small_grid: Grid) -> Path:
-    """The small grid, run with the stub trainer."""
-    run_grid(small_grid, tmp_path, jobs=2, command=stub_command, echo=None)
-    return tmp_path
 
 
 def test_rows_per_task_and_variant(ran: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_settings_map_onto_sb3_contrib() -> None:
     ({"seq_len": 32}, r"seq_len = 32 has no sb3-contrib counterpart \(sb3-contrib replays whole rollouts"),
     ({"reward_scale": 0.1}, r"reward_scale = 0.1 has no"),
 ])
-def test_settings_sb3_cannot_mirror_are_refused(setting: dict[str, object], message: str) -> None:
+def test_settings_sb3_cannot_mirror_are_refused(setting: dict[str, Any], message: str) -> None:
     """A setting with no sb3-contrib counterpart is refused, never silently dropped."""
     with pytest.raises(ConfigError, match=message):
         sb3_kwargs(PPOConfig(**setting))
