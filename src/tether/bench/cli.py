@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ def _run(args: argparse.Namespace) -> int:
     from tether.bench.runner import run_grid  # noqa: PLC0415
 
     grid = load_grid(args.grid)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.grid, args.out / "grid.toml")  # the grid travels with its results
     outcomes = run_grid(grid, args.out, jobs=args.jobs, keep_checkpoints=args.keep_checkpoints)
     failed = [o for o in outcomes if o.status == "failed"]
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
