@@ -150,7 +150,8 @@ def test_learning_block_from_a_grid_summary(tmp_path: Path, ran: Path) -> None:
 
 def test_committed_results_files_render(tmp_path: Path) -> None:
     """The results files benchmarks/ has written render as their kind (old ones without provenance too)."""
-    for kind, name in (("memory", "memory_growth.json"), ("compare", "compare_sb3.json")):
+    for kind, name in (("memory", "memory_growth.json"), ("compare", "compare_sb3.json"),
+                       ("compare-full", "compare_sb3.json")):
         source = ROOT / "benchmarks" / "results" / name
         if not source.is_file():
             continue

@@ -89,6 +89,35 @@ def _compare(data: dict[str, Any]) -> str:
                       f" (ratio of medians); {_measured(data)}."])
 
 
+def _compare_full(data: dict[str, Any]) -> str:
+    """The whole comparison, as ``benchmarks/compare_sb3.py`` prints it (docs/compare_sb3.md)."""
+    s, env, a = data["summary"], data["environment"], data["args"]
+    seeds = s["tether"]["seeds"]
+    lines = [f"`{data['task']}`, {a['num_envs']} envs, {a['total_steps']} env steps per run, {len(seeds)}"
+             f" seed(s) ({', '.join(map(str, seeds))}), deterministic evaluation over {a['eval_episodes']}"
+             f" episodes; tether mode `{a['tether_mode']}`.", "",
+             "| library | version | params | median steps/s (per seed) | median train s | median steps per"
+             " CPU-s | eval return per seed | median eval | seeds ≥ 450 |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    versions = {"tether": env["tether"], "sb3-contrib": env["sb3_contrib"]}
+    for library in ("tether", "sb3-contrib"):
+        r = s[library]
+        rates = ", ".join(f"{v:.0f}" for v in r["steps_per_second"])
+        evals = ", ".join(f"{v:.1f}" for v in r["eval_means"])
+        lines.append(f"| {library} | {versions[library]} | {r['params']} |"
+                     f" {r['median_steps_per_second']:.0f} ({rates}) | {r['median_train_seconds']:.1f} |"
+                     f" {r['median_steps_per_cpu_second']:.0f} | {evals} | {r['median_eval']:.1f} |"
+                     f" {r['solved']}/{len(r['seeds'])} |")
+    ratios = ", ".join(f"{v:.2f}" for v in s["ratio_per_seed"])
+    lines += ["", f"**tether / sb3-contrib steps/s: {s['ratio_steps_per_second']:.2f}×** (ratio of medians;"
+              f" per seed {ratios}); per CPU-second of the training process:"
+              f" {s['ratio_steps_per_cpu_second']:.2f}×. Target ≥ 2× steps/s at equal or better return:"
+              f" {'met' if s['target_met'] else 'not met'}.", "",
+              f"Measured with sb3-contrib {env['sb3_contrib']}, stable-baselines3 {env['stable_baselines3']},"
+              f" gymnasium {env['gymnasium']}; {_measured(data)}, 1 torch thread a run."]
+    return "\n".join(lines)
+
+
 def _measured(data: dict[str, Any]) -> str:
     prov = data.get("provenance")
     if not prov:
@@ -107,6 +136,7 @@ def _learning(data: dict[str, Any]) -> str:
 RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "learning": (_learning, "python -m tether.bench run GRID.toml --out DIR (see benchmarks/grids/)"),
     "compare": (_compare, "python benchmarks/compare_sb3.py"),
+    "compare-full": (_compare_full, "python benchmarks/compare_sb3.py"),
     "step-overhead": (_step_overhead, "python benchmarks/step_overhead.py"),
     "sequence": (_sequence, "python benchmarks/sequence_table.py"),
     "memory": (_memory, "python benchmarks/memory_growth.py"),
