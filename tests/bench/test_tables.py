@@ -125,7 +125,7 @@ def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
     root = _repo(tmp_path)
     readme = _readme(root, "old\n", kind="speed", source="nope.json")
     [problem] = tables.check([readme], root)
-    assert "tether-bench:speed block: unknown kind; expected one of ['compare', 'learning'" in problem
+    assert "tether-bench:speed block: unknown kind; expected one of ['compare', 'compare-full', 'learning'" in problem
     readme = _readme(root, "old\n", kind="memory", source="benchmarks/results/none.json")
     [problem] = tables.check([readme], root)
     assert problem.endswith("no results file benchmarks/results/none.json; make it with"
@@ -159,4 +159,4 @@ def test_committed_results_files_render(tmp_path: Path) -> None:
         text, _ = tables.render_block(tables.Block(path=tmp_path / "R.md", line=1, kind=kind, source=name,
                                                    body="", start=0, end=0), tmp_path)
         assert text is not None
-        assert text.startswith("| ")
+        assert "\n|---" in text
