@@ -43,6 +43,15 @@ def test_aggregate_over_tasks_uses_normalised_scores(ran: Path) -> None:
     assert gru["profile"]["fraction"][0] == 1.0
 
 
+def test_speed_relative_to_the_first_variant(ran: Path) -> None:
+    """Per task, each later variant's steps/s over the first's, paired by seed (the stub runs all at 200)."""
+    summary = summarise(load_results(ran), info=json.loads((ran / "grid.json").read_text()),
+                        n_resamples=100)
+    assert [(s["task"], s["variant"], s["reference"], s["paired"]) for s in summary["speed"]] == [
+        ("cartpole", "gru", "lstm", True), ("recall", "gru", "lstm", True)]
+    assert summary["speed"][0]["ratio"] == pytest.approx({"point": 1.0, "low": 1.0, "high": 1.0})
+
+
 def test_provenance_of_the_summary(ran: Path) -> None:
     """The summary names the one source hash its cells ran on, or none when they differ."""
     records = load_results(ran)

@@ -108,3 +108,15 @@ def test_estimate_along_a_curve() -> None:
     np.testing.assert_allclose(point, [4.5, 3.0])
     assert low[0] < 4.5 < high[0]
     assert (low[1], high[1]) == (3.0, 3.0)
+
+
+def test_ratio_paired_by_seed() -> None:
+    """Paired runs resample together: a variant exactly twice as fast on every seed is 2× with no
+    spread; the same runs unpaired give an interval around 2 that is wider."""
+    fast, slow = np.array([200.0, 400.0, 600.0, 300.0]), np.array([100.0, 200.0, 300.0, 150.0])
+    paired = stats.ratio(fast, slow, paired=True, n_resamples=500)
+    assert (paired.point, paired.low, paired.high) == pytest.approx((2.0, 2.0, 2.0))
+    unpaired = stats.ratio(fast, slow, paired=False, n_resamples=500)
+    assert unpaired.point == pytest.approx(2.0)
+    assert unpaired.low < 2.0 < unpaired.high
+    assert np.isnan(stats.ratio([1.0], [2.0], paired=True).low)

@@ -75,7 +75,7 @@ def _row(task: str, variant: str, records: list[dict[str, Any]], n_resamples: in
         "score_range": records[0]["task"].get("score_range"), "at_bar": hits, "runs": n,
         "iqm": stats.estimate([scores], stats.iqm, n_resamples=n_resamples).to_dict(),
         "median": stats.estimate([scores], stats.median, n_resamples=n_resamples).to_dict(),
-        "steps_per_second": float(np.median(rates)) if rates else None,
+        "steps_per_second": float(np.median(rates)) if rates else None, "rates": rates,
         "steps": records[0].get("steps"), "curve": _curve(records, n_resamples),
     }
 
@@ -99,6 +99,23 @@ def _aggregate(rows: list[dict[str, Any]], variants: list[str], n_resamples: int
             "profile": {"tau": taus.tolist(), "fraction": fraction.tolist(), "low": low.tolist(),
                         "high": high.tolist()},
         })
+    return found
+
+
+def _speed(rows: list[dict[str, Any]], n_resamples: int) -> list[dict[str, Any]]:
+    """Per task, each variant's steps/s over the first variant's: a ratio of medians with its CI.
+
+    Runs pair up by seed when both variants ran the same seeds (a grid alternates them).
+    """
+    found = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = [r for r in rows if r["task"] == task and len(r["rates"]) == r["runs"]]
+        for other in mine[1:]:
+            ref = mine[0]
+            paired = ref["seeds"] == other["seeds"]
+            found.append({"task": task, "variant": other["variant"], "reference": ref["variant"],
+                          "paired": paired, "ratio": stats.ratio(other["rates"], ref["rates"], paired=paired,
+                                                                 n_resamples=n_resamples).to_dict()})
     return found
 
 
@@ -134,6 +151,7 @@ def summarise(records: Sequence[dict[str, Any]], *, info: dict[str, Any] | None 
     return {"kind": "tether-bench-summary", "grid": meta.get("name", ""), "tasks": tasks,
             "variants": variants, "confidence": stats.CONFIDENCE, "n_resamples": n_resamples,
             "rows": rows, "aggregate": _aggregate(rows, variants, n_resamples),
+            "speed": _speed(rows, n_resamples),
             "provenance": _provenance(found)}
 
 
@@ -162,6 +180,9 @@ def render_table(summary: dict[str, Any]) -> str:
     for a in summary["aggregate"]:
         lines.append(f"| all tasks (normalised) | {a['variant']} | {a['runs']} | {_ci(a['iqm'], 2)} |"
                      f" {_ci(a['median'], 2)} | | {a['at_bar']}/{a['runs']} | |")
+    for s in summary.get("speed", []):
+        lines.append(f"\nsteps/s of {s['variant']} / {s['reference']} on {s['task']}: {_ci(s['ratio'], 2)}"
+                     f" (ratio of medians, 95 % CI{', paired by seed' if s['paired'] else ''})")
     prov = summary["provenance"]
     v, hw = prov["versions"], prov["hardware"]
     commit = ", ".join(c[:10] for c in prov["commits"]) + (" (dirty)" if prov["dirty"] else "")

@@ -17,7 +17,8 @@ import numpy as np
 
 from tether.bench._extras import require
 
-__all__ = ["Estimate", "at_bar", "estimate", "estimate_along", "iqm", "median", "performance_profile"]
+__all__ = ["Estimate", "at_bar", "estimate", "estimate_along", "iqm", "median", "performance_profile",
+           "ratio"]
 
 Statistic = Callable[..., Any]
 
@@ -126,6 +127,41 @@ def estimate_along(
     high = np.asarray(result.confidence_interval.high, dtype=float)
     # a point whose runs all agree has no spread to resample: its interval is the point
     return point, np.where(np.isnan(low), point, low), np.where(np.isnan(high), point, high)
+
+
+def ratio(
+    numerator: Any,
+    denominator: Any,
+    *,
+    paired: bool,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> Estimate:
+    """``median(numerator) / median(denominator)`` with a percentile-bootstrap interval.
+
+    Args:
+        numerator: per-run values of one variant (e.g. steps/s).
+        denominator: the reference variant's.
+        paired: the runs pair up (same seeds, alternated): resample pairs together.
+
+    Returns:
+        The ratio and its interval (``nan`` bounds with fewer than two runs a side).
+    """
+    top, bottom = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+
+    def of(a: Any, b: Any, axis: int = -1) -> Any:
+        return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+    point = float(of(top, bottom))
+    if min(top.size, bottom.size) < 2 or (np.ptp(top) == 0 and np.ptp(bottom) == 0):
+        bound = point if min(top.size, bottom.size) >= 2 else float("nan")
+        return Estimate(point=point, low=bound, high=bound)
+    result = _stats().bootstrap((top, bottom), of, n_resamples=n_resamples, confidence_level=confidence,
+                                method="percentile", vectorized=True, paired=paired, axis=-1,
+                                rng=np.random.default_rng(seed))
+    return Estimate(point=point, low=float(result.confidence_interval.low),
+                    high=float(result.confidence_interval.high))
 
 
 def at_bar(scores: Any, bar: float) -> tuple[int, int]:
