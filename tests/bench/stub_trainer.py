@@ -28,8 +28,8 @@ def main() -> int:
     args, _ = parser.parse_known_args()
     settings = tomllib.loads(args.config.read_text(encoding="utf-8"))
     seed = settings["seed"]
-    with (args.run_dir.parents[1] / "launches.txt").open("a", encoding="utf-8") as f:
-        f.write(f"{args.run_dir.parent.name}\n")
+    with (args.run_dir.resolve().parents[1] / "launches.txt").open("a", encoding="utf-8") as f:
+        f.write(f"{args.run_dir.resolve().parent.name}\n")
     if os.environ.get("STUB_FAIL_SEED") == str(seed):
         print(f"stub: seed {seed} told to fail", file=sys.stderr)
         return 1

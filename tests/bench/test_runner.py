@@ -42,6 +42,8 @@ def test_every_cell_runs_once_and_records_its_result(tmp_path: Path, small_grid:
     assert record["steps_per_second"] == pytest.approx(200.0)
     assert [p["ep_return"] for p in record["curve"]] == [25.5, 51.0, 76.5, 102.0]
     assert record["settings"] == {"total_steps": 400, "env_id": "tether/Recall-v0", "seed": 2}
+    # the trainer ran in the cell's folder: no machine path in what the cell records
+    assert record["command"][2:] == ["--config", "cell.toml", "--run-dir", "run"]
 
 
 def test_cell_toml_holds_settings_run_dir_and_no_progress(tmp_path: Path, small_grid: Grid) -> None:
@@ -49,8 +51,7 @@ def test_cell_toml_holds_settings_run_dir_and_no_progress(tmp_path: Path, small_
     run_grid(small_grid, tmp_path, jobs=1, command=stub_command, echo=None)
     cell_dir = tmp_path / "cartpole__gru__seed1"
     written = tomllib.loads((cell_dir / "cell.toml").read_text(encoding="utf-8"))
-    assert written == {"total_steps": 400, "core": "gru", "seed": 1, "run_dir": str(cell_dir / "run"),
-                       "progress": False}
+    assert written == {"total_steps": 400, "core": "gru", "seed": 1, "run_dir": "run", "progress": False}
 
 
 def test_done_cells_are_skipped(tmp_path: Path, small_grid: Grid) -> None:
@@ -188,3 +189,6 @@ def test_real_tether_cell_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert json.loads((tmp_path / "recall__gru__seed0" / "run" / "eval.json").read_text())["mean_return"] \
         == record["score"]
     assert not (tmp_path / "recall__gru__seed0" / "run" / "checkpoint.pt").exists()
+    # the cell ran in its folder: no machine path in its record, its settings or its log
+    for name in ("result.json", "cell.toml", "log.txt"):
+        assert str(tmp_path) not in (tmp_path / "recall__gru__seed0" / name).read_text(encoding="utf-8")

@@ -34,7 +34,9 @@ from tether.errors import ConfigError
 __all__ = ["GRID_INFO", "RESULT", "CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid",
            "write_toml"]
 
-#: Builds the argv that trains one cell: ``(cell, cell_toml, run_dir) -> argv``.
+#: Builds the argv that trains one cell: ``(cell, cell_toml, run_dir) -> argv``. The paths are
+#: relative to the cell's folder, which is the process's working directory (so no machine path
+#: lands in a results file).
 TrainerCommand = Callable[[Cell, Path, Path], Sequence[str]]
 RESULT = "result.json"
 GRID_INFO = "grid.json"
@@ -100,6 +102,15 @@ def _curve(run_dir: Path) -> list[dict[str, Any]]:
     return curve
 
 
+def _child_env() -> dict[str, str]:
+    """This process's environment with PYTHONPATH made absolute (the child runs in the cell folder)."""
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) if p else p
+                                            for p in env["PYTHONPATH"].split(os.pathsep))
+    return env
+
+
 def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
             context: dict[str, Any]) -> dict[str, Any]:
     """The cell's result from the files the trainer wrote (raises ``ValueError`` when one is missing)."""
@@ -136,15 +147,14 @@ def _run_cell(cell: Cell, out: Path, command: TrainerCommand, context: dict[str,
         shutil.rmtree(cell_dir)
     run_dir = cell_dir / "run"
     run_dir.mkdir(parents=True)
-    settings = {**cell.settings(), "run_dir": str(run_dir), "progress": False}
-    write_toml(cell_dir / "cell.toml", settings)
-    argv = list(command(cell, cell_dir / "cell.toml", run_dir))
+    write_toml(cell_dir / "cell.toml", {**cell.settings(), "run_dir": "run", "progress": False})
+    argv = list(command(cell, Path("cell.toml"), Path("run")))
     # the sources as the cell's process imports them, not as they may be when it ends
     context = {**context, "source_hash": provenance.source_hash(), "git": provenance.git_state()}
     started = time.perf_counter()
     with (cell_dir / "log.txt").open("w", encoding="utf-8") as log:
-        done_proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False,
-                                   cwd=os.getcwd())
+        done_proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False, cwd=cell_dir,
+                                   env=_child_env())
     seconds = time.perf_counter() - started
     if done_proc.returncode != 0:
         tail = (cell_dir / "log.txt").read_text(encoding="utf-8").strip().splitlines()[-1:] or [""]
