@@ -3,7 +3,9 @@
 ``python stub_trainer.py --config CELL.toml --run-dir DIR`` writes ``metrics.jsonl`` (4 records, the
 return rising to ``100 + seed``) and ``eval.json`` (mean return ``100 + seed``, or ``1000`` for a
 ``gru`` core), and appends one line to ``launches.txt`` next to the grid's cell folders. With
-``STUB_FAIL_SEED=k`` in the environment the cell of seed k exits 1 with a message.
+``STUB_FAIL_SEED=k`` in the environment the cell of seed k exits 1 with a message; with
+``STUB_WAIT_FOR=n`` each cell marks itself running and waits (up to 30 s) until n cells are, then
+writes how many it saw to ``run/peers.txt``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -33,6 +36,15 @@ def main() -> int:
     if os.environ.get("STUB_FAIL_SEED") == str(seed):
         print(f"stub: seed {seed} told to fail", file=sys.stderr)
         return 1
+    if os.environ.get("STUB_WAIT_FOR"):
+        grid_dir = args.run_dir.resolve().parents[1]
+        (grid_dir / f"running-{seed}-{settings.get('core', 'lstm')}").touch()
+        deadline = time.monotonic() + 30.0
+        while len(list(grid_dir.glob("running-*"))) < int(os.environ["STUB_WAIT_FOR"]):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        (args.run_dir / "peers.txt").write_text(str(len(list(grid_dir.glob("running-*")))))
     final = 1000.0 if settings.get("core") == "gru" else 100.0 + seed
     with (args.run_dir / "metrics.jsonl").open("w", encoding="utf-8") as f:
         for k in range(1, 5):

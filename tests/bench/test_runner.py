@@ -46,6 +46,18 @@ def test_every_cell_runs_once_and_records_its_result(tmp_path: Path, small_grid:
     assert record["command"][2:] == ["--config", "cell.toml", "--run-dir", "run"]
 
 
+def test_jobs_run_cells_at_the_same_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With jobs=3, three cells are running at once (each waits until it sees the other two)."""
+    monkeypatch.setenv("STUB_WAIT_FOR", "3")
+    data = small_grid_data()
+    data["seeds"], data["tasks"] = [0, 1, 2], {"recall": data["tasks"]["recall"]}
+    data["variants"] = {"lstm": {}}
+    outcomes = run_grid(parse_grid(data), tmp_path, jobs=3, command=stub_command, echo=None)
+    assert [o.status for o in outcomes] == ["done"] * 3
+    assert [(tmp_path / f"recall__lstm__seed{k}" / "run" / "peers.txt").read_text() for k in range(3)] == [
+        "3", "3", "3"]
+
+
 def test_cell_toml_holds_settings_run_dir_and_no_progress(tmp_path: Path, small_grid: Grid) -> None:
     """The trainer gets the cell's settings in TOML, its run folder, and no progress bar."""
     run_grid(small_grid, tmp_path, jobs=1, command=stub_command, echo=None)

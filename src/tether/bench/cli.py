@@ -9,7 +9,6 @@ checks) every marked table in README.md and docs/*.md from its results file.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,8 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     go = sub.add_parser("run", help="run a grid (resumable: done cells are skipped), then report it")
     go.add_argument("grid", type=Path, help="the grid's TOML file")
     go.add_argument("--out", type=Path, required=True, help="output folder (one folder per cell inside)")
-    go.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                    help=f"cells run at once (default: the CPU count, {os.cpu_count()})")
+    go.add_argument("--jobs", type=int, default=None,
+                    help="cells run at once (default: the CPUs this process may use)")
     go.add_argument("--keep-checkpoints", action="store_true", help="keep each cell's checkpoint.pt")
     go.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     go.add_argument("--no-plots", action="store_true", help="report without the PNGs (no matplotlib)")

@@ -32,7 +32,7 @@ from tether.bench.grid import BASELINES, Cell, Grid
 from tether.errors import ConfigError
 
 __all__ = ["GRID_INFO", "RESULT", "CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid",
-           "write_toml"]
+           "usable_cores", "write_toml"]
 
 #: Builds the argv that trains one cell: ``(cell, cell_toml, run_dir) -> argv``. The paths are
 #: relative to the cell's folder, which is the process's working directory (so no machine path
@@ -100,6 +100,13 @@ def _curve(run_dir: Path) -> list[dict[str, Any]]:
                 r = json.loads(line)
                 curve.append({"step": r["step"], "time": r.get("time"), "ep_return": r.get("ep_return")})
     return curve
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _child_env() -> dict[str, str]:
@@ -204,7 +211,7 @@ def run_grid(
     Args:
         grid: the grid.
         out: the grid's output folder (made if missing; one folder per cell inside).
-        jobs: cells run at once (default: the number of CPUs).
+        jobs: cells run at once (default: :func:`usable_cores`).
         command: builds the trainer's argv (default: :func:`default_command`).
         echo: where a line per finished cell goes (``None``: silent).
         keep_checkpoints: keep each cell's ``checkpoint.pt`` (default: removed once recorded).
@@ -223,13 +230,13 @@ def run_grid(
     folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     context = {"versions": provenance.versions(), "hardware": provenance.hardware(),
-               "jobs": jobs or os.cpu_count() or 1}
+               "jobs": jobs or usable_cores()}
     info = {"name": grid.name, "description": grid.description, "seeds": list(grid.seeds),
             "tasks": [t.name for t in grid.tasks], "variants": [v.name for v in grid.variants]}
     (folder / GRID_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     cells = grid.cells()
     outcomes: dict[str, CellOutcome] = {}
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=jobs or usable_cores()) as pool:
         futures = {pool.submit(_run_cell, cell, folder, command or default_command, context,
                                keep_checkpoints): cell for cell in cells}
         for finished, future in enumerate(as_completed(futures), start=1):
