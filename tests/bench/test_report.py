@@ -31,6 +31,15 @@ def test_rows_per_task_and_variant(ran: Path) -> None:
     assert len(lstm["curve"]["steps"]) == 50
 
 
+def test_bar_and_labels_come_from_the_grid_as_it_is_now(ran: Path) -> None:
+    """A bar edited in the grid after the cells ran is what the report holds the seeds to."""
+    info = json.loads((ran / "grid.json").read_text())
+    info["task_info"]["cartpole"]["bar"] = 102
+    info["variant_info"]["lstm"]["label"] = "LSTM 64"
+    lstm = summarise(load_results(ran), info=info, n_resamples=50)["rows"][0]
+    assert (lstm["bar"], lstm["at_bar"], lstm["label"]) == (102, 1, "LSTM 64")
+
+
 def test_aggregate_over_tasks_uses_normalised_scores(ran: Path) -> None:
     """Across tasks each score is normalised by its task's score_range and the strata kept."""
     summary = summarise(load_results(ran), n_resamples=200)

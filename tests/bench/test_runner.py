@@ -168,6 +168,14 @@ def test_sb3_variant_refused_when_missing(tmp_path: Path, monkeypatch: pytest.Mo
     assert not list(tmp_path.iterdir())
 
 
+def test_a_command_that_cannot_start_fails_its_cell(tmp_path: Path, small_grid: Grid) -> None:
+    """A trainer command that does not exist fails each cell with the reason; the run goes on."""
+    outcomes = run_grid(small_grid, tmp_path, jobs=2, command=lambda c, t, r: ["no-such-trainer-here"],
+                        echo=None)
+    assert {o.status for o in outcomes} == {"failed"}
+    assert "could not start 'no-such-trainer-here'" in outcomes[0].error
+
+
 def test_jobs_must_be_positive(tmp_path: Path, small_grid: Grid) -> None:
     """``jobs=0`` is refused."""
     with pytest.raises(ConfigError, match="jobs: expected at least 1, got 0"):

@@ -62,17 +62,21 @@ def _curve(records: list[dict[str, Any]], n_resamples: int) -> dict[str, Any] | 
             "high": [None if np.isnan(v) else v for v in high.tolist()], "seeds": len(curves)}
 
 
-def _row(task: str, variant: str, records: list[dict[str, Any]], n_resamples: int) -> dict[str, Any]:
+def _row(task: str, variant: str, records: list[dict[str, Any]], info: dict[str, Any],
+         n_resamples: int) -> dict[str, Any]:
     records = sorted(records, key=lambda r: r["cell"]["seed"])
     scores = [r["score"] for r in records]
-    bar = records[0]["task"]["bar"]
+    # the grid's current bar, range and labels win over those stored when the cells ran
+    meta = {**records[0]["task"], **info.get("task_info", {}).get(task, {})}
+    label = {**records[0]["variant"], **info.get("variant_info", {}).get(variant, {})}.get("label", "")
+    bar = meta["bar"]
     hits, n = stats.at_bar(scores, bar)
     rates = [r["steps_per_second"] for r in records if r.get("steps_per_second")]
     return {
         "task": task, "variant": variant, "baseline": records[0]["cell"].get("baseline"),
-        "label": records[0]["variant"].get("label", ""), "task_label": records[0]["task"].get("label", ""),
+        "label": label, "task_label": meta.get("label", ""),
         "seeds": [r["cell"]["seed"] for r in records], "scores": scores, "bar": bar,
-        "score_range": records[0]["task"].get("score_range"), "at_bar": hits, "runs": n,
+        "score_range": meta.get("score_range"), "at_bar": hits, "runs": n,
         "iqm": stats.estimate([scores], stats.iqm, n_resamples=n_resamples).to_dict(),
         "median": stats.estimate([scores], stats.median, n_resamples=n_resamples).to_dict(),
         "steps_per_second": float(np.median(rates)) if rates else None, "rates": rates,
@@ -147,7 +151,7 @@ def summarise(records: Sequence[dict[str, Any]], *, info: dict[str, Any] | None 
         for variant in variants:
             mine = [r for r in found if r["cell"]["task"] == task and r["cell"]["variant"] == variant]
             if mine:
-                rows.append(_row(task, variant, mine, n_resamples))
+                rows.append(_row(task, variant, mine, meta, n_resamples))
     return {"kind": "tether-bench-summary", "grid": meta.get("name", ""), "tasks": tasks,
             "variants": variants, "confidence": stats.CONFIDENCE, "n_resamples": n_resamples,
             "rows": rows, "aggregate": _aggregate(rows, variants, n_resamples),

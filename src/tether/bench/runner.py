@@ -159,9 +159,12 @@ def _run_cell(cell: Cell, out: Path, command: TrainerCommand, context: dict[str,
     # the sources as the cell's process imports them, not as they may be when it ends
     context = {**context, "source_hash": provenance.source_hash(), "git": provenance.git_state()}
     started = time.perf_counter()
-    with (cell_dir / "log.txt").open("w", encoding="utf-8") as log:
-        done_proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False, cwd=cell_dir,
-                                   env=_child_env())
+    try:
+        with (cell_dir / "log.txt").open("w", encoding="utf-8") as log:
+            done_proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False,
+                                       cwd=cell_dir, env=_child_env())
+    except OSError as err:  # the command itself could not start
+        return CellOutcome(cell=cell, status="failed", error=f"could not start {argv[0]!r}: {err}")
     seconds = time.perf_counter() - started
     if done_proc.returncode != 0:
         tail = (cell_dir / "log.txt").read_text(encoding="utf-8").strip().splitlines()[-1:] or [""]
@@ -231,8 +234,13 @@ def run_grid(
     folder.mkdir(parents=True, exist_ok=True)
     context = {"versions": provenance.versions(), "hardware": provenance.hardware(),
                "jobs": jobs or usable_cores()}
+    # the grid as it is now: the report takes bars and labels from here, so editing a bar needs no rerun
     info = {"name": grid.name, "description": grid.description, "seeds": list(grid.seeds),
-            "tasks": [t.name for t in grid.tasks], "variants": [v.name for v in grid.variants]}
+            "tasks": [t.name for t in grid.tasks], "variants": [v.name for v in grid.variants],
+            "task_info": {t.name: {"bar": t.bar, "label": t.label,
+                                   "score_range": list(t.score_range) if t.score_range else None}
+                          for t in grid.tasks},
+            "variant_info": {v.name: {"label": v.label} for v in grid.variants}}
     (folder / GRID_INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     cells = grid.cells()
     outcomes: dict[str, CellOutcome] = {}
