@@ -185,8 +185,10 @@ def render_table(summary: dict[str, Any]) -> str:
         lines.append(f"| all tasks (normalised) | {a['variant']} | {a['runs']} | {_ci(a['iqm'], 2)} |"
                      f" {_ci(a['median'], 2)} | | {a['at_bar']}/{a['runs']} | |")
     for s in summary.get("speed", []):
+        how = ("too few seeds for an interval" if s["ratio"]["low"] is None
+               else f"{summary['confidence']:.0%} CI" + (", paired by seed" if s["paired"] else ""))
         lines.append(f"\nsteps/s of {s['variant']} / {s['reference']} on {s['task']}: {_ci(s['ratio'], 2)}"
-                     f" (ratio of medians, 95 % CI{', paired by seed' if s['paired'] else ''})")
+                     f" (ratio of medians; {how})")
     prov = summary["provenance"]
     v, hw = prov["versions"], prov["hardware"]
     commit = ", ".join(c[:10] for c in prov["commits"]) + (" (dirty)" if prov["dirty"] else "")
