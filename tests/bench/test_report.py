@@ -80,7 +80,7 @@ def test_table_and_files(ran: Path) -> None:
     text = (ran / "summary.md").read_text()
     assert text == render_table(summary) + "\n"
     assert "| cartpole | lstm | 3 | 101.0 [" in text
-    assert "| ≥ 101 | 2/3 | 200 |" in text
+    assert "| ≥ 101 | 2/3 | 200 | 100.0, 101.0, 102.0 |" in text
     assert "| all tasks (normalised) | gru | 6 |" in text
 
 

@@ -125,7 +125,7 @@ def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
     root = _repo(tmp_path)
     readme = _readme(root, "old\n", kind="speed", source="nope.json")
     [problem] = tables.check([readme], root)
-    assert "tether-bench:speed block: unknown kind; expected one of ['compare', 'compare-full', 'learning'" in problem
+    assert "tether-bench:speed block: unknown kind; expected one of ['compare', 'compare-full', 'learning', 'memory', 'sequence'," in problem
     readme = _readme(root, "old\n", kind="memory", source="benchmarks/results/none.json")
     [problem] = tables.check([readme], root)
     assert problem.endswith("no results file benchmarks/results/none.json; make it with"
@@ -160,3 +160,13 @@ def test_committed_results_files_render(tmp_path: Path) -> None:
                                                    body="", start=0, end=0), tmp_path)
         assert text is not None
         assert "\n|---" in text
+
+
+def test_sequence_tables_render_ratios_to_the_fused_call() -> None:
+    """The sequence tables show each variant's median and its ratio to the fused no-reset call."""
+    data = {"rounds": 5, "start_rate": 0.02, "provenance": None,
+            "shapes": [{"shape": [128, 8, 64, 128],
+                        "wall_seconds": {"fused": 0.010, "unroll": 0.0115, "reference": 0.080}}]}
+    assert tables.RENDERERS["sequence"][0](data).splitlines()[2] == (
+        "| 128, 8, 64, 128 | 10.00 ms (1.00×) | 11.50 ms (1.15×) | 80.00 ms (8.00×) | 7.0× |")
+    assert tables.RENDERERS["sequence-explore"][0](data).splitlines()[2] == "| 128, 8, 64, 128 | 1.15× | 8.00× |"

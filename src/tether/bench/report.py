@@ -174,16 +174,17 @@ def _digits(rows: list[dict[str, Any]]) -> int:
 def render_table(summary: dict[str, Any]) -> str:
     """The summary as a markdown table (what the README's learning block shows)."""
     lines = ["| task | variant | seeds | IQM [95 % CI] | median [95 % CI] | bar | seeds at bar |"
-             " median steps/s |", "|---|---|---:|---|---|---:|---:|---:|"]
+             " median steps/s | eval per seed |", "|---|---|---:|---|---|---:|---:|---:|---|"]
     for r in summary["rows"]:
         digits = _digits([r])
         name = r["label"] or r["variant"]
         rate = f"{r['steps_per_second']:.0f}" if r["steps_per_second"] else "—"
         lines.append(f"| {r['task_label'] or r['task']} | {name} | {r['runs']} | {_ci(r['iqm'], digits)} |"
-                     f" {_ci(r['median'], digits)} | ≥ {r['bar']:g} | {r['at_bar']}/{r['runs']} | {rate} |")
+                     f" {_ci(r['median'], digits)} | ≥ {r['bar']:g} | {r['at_bar']}/{r['runs']} | {rate} |"
+                     f" {', '.join(f'{s:.{digits}f}' for s in r['scores'])} |")
     for a in summary["aggregate"]:
         lines.append(f"| all tasks (normalised) | {a['variant']} | {a['runs']} | {_ci(a['iqm'], 2)} |"
-                     f" {_ci(a['median'], 2)} | | {a['at_bar']}/{a['runs']} | |")
+                     f" {_ci(a['median'], 2)} | | {a['at_bar']}/{a['runs']} | | |")
     for s in summary.get("speed", []):
         how = ("too few seeds for an interval" if s["ratio"]["low"] is None
                else f"{summary['confidence']:.0%} CI" + (", paired by seed" if s["paired"] else ""))

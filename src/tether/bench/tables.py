@@ -62,6 +62,18 @@ def _sequence(data: dict[str, Any]) -> str:
                       f" medians of {data['rounds']} interleaved rounds; {_measured(data)}."])
 
 
+def _sequence_explore(data: dict[str, Any]) -> str:
+    """Every strategy timed by ``sequence_table.py --explore``, as a ratio to the fused call."""
+    names = [n for n in data["shapes"][0]["wall_seconds"] if n != "fused"]
+    lines = ["| T, B, in, H | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for row in data["shapes"]:
+        wall = row["wall_seconds"]
+        lines.append(f"| {', '.join(map(str, row['shape']))} | "
+                     + " | ".join(f"{wall[n] / wall['fused']:.2f}×" for n in names) + " |")
+    return "\n".join([*lines, "", f"Wall clock over the fused no-reset call, medians of {data['rounds']}"
+                      f" interleaved rounds; {_measured(data)}."])
+
+
 def _memory(data: dict[str, Any]) -> str:
     lines = ["| variant | RSS after warm-up | RSS at end | growth | autograd nodes behind the state |",
              "|---|---:|---:|---:|---:|"]
@@ -139,6 +151,7 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "compare-full": (_compare_full, "python benchmarks/compare_sb3.py"),
     "step-overhead": (_step_overhead, "python benchmarks/step_overhead.py"),
     "sequence": (_sequence, "python benchmarks/sequence_table.py"),
+    "sequence-explore": (_sequence_explore, "python benchmarks/sequence_table.py --explore"),
     "memory": (_memory, "python benchmarks/memory_growth.py"),
 }
 
