@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tether.bench import add_parser, run
+from tether.bench import add_parser, provenance, run
 from tether.bench.__main__ import main
 
 
@@ -59,3 +61,12 @@ def test_tables_check_on_this_checkout(capsys: pytest.CaptureFixture[str]) -> No
     root = Path(__file__).resolve().parents[2]
     assert main(["tables", "--check", "--root", str(root)]) == 0
     assert "problem(s)" in capsys.readouterr().out
+
+
+def test_python_m_tether_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m tether.bench`` is the command line: a missing grid exits 2 with one line."""
+    monkeypatch.setenv("PYTHONPATH", str(provenance.tether_sources().parent))
+    done = subprocess.run([sys.executable, "-m", "tether.bench", "run", "none.toml", "--out", "o"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == "tether bench run: error: no grid file at none.toml\n"
