@@ -47,6 +47,19 @@ def test_fingerprint_changes_with_settings_only() -> None:
     assert changed == sorted(k for k in before if "/gru/" in k)
 
 
+def test_a_variant_may_run_its_own_seeds() -> None:
+    """A variant's ``seeds`` replace the grid's for it alone; cells stay in seed order."""
+    data = small_grid_data()
+    data["tasks"] = {"recall": data["tasks"]["recall"]}
+    data["variants"]["gru"]["seeds"] = {"start": 2, "count": 3}
+    keys = [c.key for c in parse_grid(data).cells()]
+    assert keys == ["recall/lstm/seed0", "recall/lstm/seed1", "recall/lstm/seed2", "recall/gru/seed2",
+                    "recall/gru/seed3", "recall/gru/seed4"]
+    data["variants"]["gru"]["seeds"] = []
+    with pytest.raises(ConfigError, match=r"variants.gru.seeds: expected a non-empty list of ints"):
+        parse_grid(data)
+
+
 def test_seed_range_table() -> None:
     """``seeds = {start, count}`` is a range."""
     assert parse_grid(_with(seeds={"start": 1000, "count": 3})).seeds == (1000, 1001, 1002)

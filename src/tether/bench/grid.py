@@ -17,6 +17,7 @@ A grid file looks like this (every table but ``[tasks.*]`` and ``[variants.*]`` 
     settings = {recurrent = false}
     [variants.sb3]
     baseline = "sb3-contrib"                 # sb3-contrib's RecurrentPPO, same settings
+    seeds = [0, 1, 2]                        # a variant's own seeds (default: the grid's)
 
 A cell's settings are the preset's, then the grid's, the task's and the variant's (later wins); the
 harness sets ``seed``, ``run_dir`` and ``progress`` itself.
@@ -50,7 +51,7 @@ _RESERVED = ("seed", "run_dir", "progress")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_KEYS = ("name", "description", "seeds", "settings", "tasks", "variants")
 _TASK_KEYS = ("preset", "env_id", "bar", "score_range", "settings", "label")
-_VARIANT_KEYS = ("settings", "baseline", "label")
+_VARIANT_KEYS = ("settings", "baseline", "label", "seeds")
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +85,7 @@ class Variant:
     settings: Mapping[str, Any] = attrs.field(factory=dict)
     baseline: str | None = None
     label: str = ""
+    seeds: tuple[int, ...] | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -130,9 +132,12 @@ class Grid:
         """Every run, seed by seed and within a seed task by task, variant by variant.
 
         Interleaving the variants this way spreads a machine's slow moments over all of them alike.
+        A variant with its own ``seeds`` runs those instead of the grid's.
         """
+        every = sorted({s for v in self.variants for s in (v.seeds or self.seeds)})
         return [Cell(task=task, variant=variant, seed=seed, grid_settings=self.settings)
-                for seed in self.seeds for task in self.tasks for variant in self.variants]
+                for seed in every for task in self.tasks for variant in self.variants
+                if seed in (variant.seeds or self.seeds)]
 
 
 def _unknown(keys: Any, known: tuple[str, ...], where: str) -> None:
@@ -174,7 +179,14 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _seeds(value: Any) -> tuple[int, ...]:
+def _seeds(value: Any, where: str = "seeds") -> tuple[int, ...]:
+    try:
+        return _parse_seeds(value)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("seeds:", f"{where}:", 1)) from None
+
+
+def _parse_seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, dict):
         _unknown(value, ("start", "count"), "seeds")
         start, count = value.get("start", 0), value.get("count")
@@ -221,8 +233,9 @@ def _variant(name: str, value: Any) -> Variant:
     baseline = table.get("baseline")
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"{where}.baseline: expected one of {sorted(BASELINES)}, got {baseline!r}")
+    seeds = _seeds(table["seeds"], f"{where}.seeds") if "seeds" in table else None
     return Variant(name=name, settings=_settings(table.get("settings", {}), where), baseline=baseline,
-                   label=str(table.get("label", "")))
+                   label=str(table.get("label", "")), seeds=seeds)
 
 
 def parse_grid(data: Mapping[str, Any], *, source: str = "grid") -> Grid:
@@ -257,7 +270,8 @@ def _check_cells(grid: Grid, source: str) -> None:
 
     for task in grid.tasks:
         for variant in grid.variants:
-            cell = Cell(task=task, variant=variant, seed=grid.seeds[0], grid_settings=grid.settings)
+            seed = (variant.seeds or grid.seeds)[0]
+            cell = Cell(task=task, variant=variant, seed=seed, grid_settings=grid.settings)
             where = f"{source}: {task.name}/{variant.name}"
             try:
                 if task.preset is not None:
