@@ -20,7 +20,7 @@ def _pyplot() -> Any:
 
 
 def _axes(plt: Any, count: int) -> tuple[Any, list[Any]]:
-    fig, axes = plt.subplots(1, count, figsize=(5.2 * count, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, count, figsize=(max(7.5, 5.2 * count), 4.8), squeeze=False)
     return fig, list(axes[0])
 
 
@@ -47,7 +47,7 @@ def plot_curves(summary: dict[str, Any], out: str | Path) -> Path:
             ax.axhline(bar, color="k", lw=0.8, ls="--", label=f"bar {bar:g}")
         ax.set(title=task, xlabel="env steps", ylabel="training return (IQM over seeds, 95 % CI)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small", loc="lower right", framealpha=0.8)
     fig.tight_layout()
     path = Path(out)
     fig.savefig(path, dpi=110)
