@@ -41,7 +41,7 @@ def plot_curves(summary: dict[str, Any], out: str | Path) -> Path:
                     f" ({curve['seeds']} seeds)")
             low = np.asarray([np.nan if v is None else v for v in curve["low"]], dtype=float)
             high = np.asarray([np.nan if v is None else v for v in curve["high"]], dtype=float)
-            ax.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
+            ax.fill_between(steps, low, high, color=colour, alpha=_band_alpha(summary), linewidth=0)
         bar = next((r["bar"] for r in summary["rows"] if r["task"] == task), None)
         if bar is not None:
             ax.axhline(bar, color="k", lw=0.8, ls="--", label=f"bar {bar:g}")
@@ -76,7 +76,7 @@ def plot_profile(summary: dict[str, Any], out: str | Path) -> Path:
         for row in rows:
             fraction, low, high = stats.performance_profile([row["scores"]], taus)
             _profile_line(ax, taus, fraction, low, high, colours[row["variant"]],
-                          row["label"] or row["variant"])
+                          row["label"] or row["variant"], _band_alpha(summary))
         ax.axvline(rows[0]["bar"], color="k", lw=0.8, ls="--", label=f"bar {rows[0]['bar']:g}")
         ax.set(title=task, xlabel="evaluation return τ", ylabel="fraction of runs > τ")
     if summary["aggregate"]:
@@ -84,7 +84,8 @@ def plot_profile(summary: dict[str, Any], out: str | Path) -> Path:
         for agg in summary["aggregate"]:
             p = agg["profile"]
             _profile_line(ax, np.asarray(p["tau"]), np.asarray(p["fraction"]), np.asarray(p["low"]),
-                          np.asarray(p["high"]), colours[agg["variant"]], agg["variant"])
+                          np.asarray(p["high"]), colours[agg["variant"]], agg["variant"],
+                          _band_alpha(summary))
         ax.set(title="all tasks", xlabel="normalised score τ", ylabel="fraction of runs > τ")
     for ax in axes:
         ax.set_ylim(-0.02, 1.02)
@@ -97,7 +98,12 @@ def plot_profile(summary: dict[str, Any], out: str | Path) -> Path:
     return path
 
 
+def _band_alpha(summary: dict[str, Any]) -> float:
+    """Fainter bands when many variants overlap, so the lines stay readable."""
+    return 0.2 if len(summary["variants"]) <= 3 else 0.07
+
+
 def _profile_line(ax: Any, taus: np.ndarray, fraction: np.ndarray, low: np.ndarray, high: np.ndarray,
-                  colour: str, label: str) -> None:
+                  colour: str, label: str, alpha: float) -> None:
     ax.step(taus, fraction, where="post", color=colour, label=label)
-    ax.fill_between(taus, low, high, step="post", color=colour, alpha=0.2, linewidth=0)
+    ax.fill_between(taus, low, high, step="post", color=colour, alpha=alpha, linewidth=0)
