@@ -192,7 +192,9 @@ def render_table(summary: dict[str, Any]) -> str:
                      f" (ratio of medians; {how})")
     prov = summary["provenance"]
     v, hw = prov["versions"], prov["hardware"]
-    commit = ", ".join(c[:10] for c in prov["commits"]) + (" (dirty)" if prov["dirty"] else "")
+    shown = prov["commits"][:3]
+    more = f" and {len(prov['commits']) - 3} more" if len(prov["commits"]) > 3 else ""
+    commit = ", ".join(c[:10] for c in shown) + more + (" (dirty)" if prov["dirty"] else "")
     lines += ["", f"IQM and median over seeds of the deterministic evaluation's mean return;"
               f" {summary['confidence']:.0%} stratified-bootstrap intervals"
               f" ({summary['n_resamples']} resamples)."
