@@ -41,6 +41,7 @@ import torch
 
 import tether
 import tether.envs  # registers tether/CartPole-NoVel-v0 (also in the --run subprocesses)
+from tether.bench.provenance import collect
 from tether.ppo import PPOConfig, RecurrentPPO, read_metrics
 
 try:
@@ -462,7 +463,7 @@ def compare(args: Args, out: Path) -> dict[str, Any]:
     shown_args = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("run", "out", "profile")}
     (out / "compare_sb3.json").write_text(json.dumps(
         {"args": shown_args | {"total_steps": total_steps(args)}, "task": TASK, "hyperparameters": HYPER,
-         "environment": env, "summary": summary, "runs": runs}, indent=1))
+         "environment": env, "summary": summary, "runs": runs, "provenance": collect()}, indent=1))
     if plot(runs, out / "compare_sb3.png", args):
         print(f"\nplot: {out / 'compare_sb3.png'}")
     print(f"results: {out}")

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from tether import EpisodeClock, RecurrentState, track
+from tether.bench.provenance import collect
 from tether.policy import ActResult, EvalResult
 from tether.rollout import RolloutCollector
 from tether.sequence import unroll
@@ -312,7 +313,7 @@ def main() -> int:
     (out / "memory_growth.json").write_text(json.dumps(
         # The output folder is recorded without this machine's path.
         {"args": {**dataclasses.asdict(args), "out": out.name}, "summary": rows, "samples": results,
-         "environment": environment()}, indent=1))
+         "environment": environment(), "provenance": collect()}, indent=1))
     if plot(results, out / "memory_growth.png", args):
         print(f"\nplot: {out / 'memory_growth.png'}")
     flat = rows[0]["growth_pct"] < 5.0

@@ -9,13 +9,16 @@ Prints a markdown table with the torch version and the CPU.
 library's forced strategies, ``pack_padded_sequence``, per-length buckets, and a loop with the
 input projection hoisted out of it).
 
-Run: ``python benchmarks/sequence_table.py [--rounds N] [--explore] [--small]``.
+Run: ``python benchmarks/sequence_table.py [--rounds N] [--explore] [--small]``. A run of the full
+shapes also writes ``benchmarks/results/sequence_table.json`` (medians and provenance, which the
+README table renders from: ``python -m tether.bench tables``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
 import statistics
@@ -31,7 +34,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from tether import RecurrentState, track
+from tether.bench.provenance import collect
 from tether.sequence import unroll, unroll_reference
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 #: (T, B, in, H): the shapes of the brief, and a small one for quick runs.
 FULL_SHAPES = [(128, 8, 64, 128), (128, 32, 128, 256), (32, 64, 64, 64)]
@@ -183,6 +189,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds per shape")
     parser.add_argument("--explore", action="store_true", help="also time every candidate strategy")
     parser.add_argument("--small", action="store_true", help="the small shape only")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results file (default: benchmarks/results/sequence_table.json for the full"
+                             " shapes, none for --small)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     todo = SMALL_SHAPES if args.small else FULL_SHAPES
@@ -199,6 +208,14 @@ def main() -> None:
             cells = [f"{med[n] * 1e3:.2f} ({med[n] / med['fused']:.2f}×)" for n in names]
             print("| {}, {}, {}, {} | ".format(*row[0]) + " | ".join(cells)
                   + f" | {med['reference'] / med['unroll']:.1f}× |")
+    path = args.json or (None if args.small else RESULTS / "sequence_table.json")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "rounds": args.rounds, "start_rate": START_RATE, "explore": args.explore,
+            "shapes": [{"shape": list(shape), "wall_seconds": wall, "cpu_seconds": cpu}
+                       for shape, wall, cpu in rows], "provenance": collect()}, indent=1) + "\n")
+        print(f"\nresults: {path.name}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 The variants are interleaved round by round (so machine noise hits all of them alike) and the
 medians compared. Prints a markdown table with the torch version and the CPU.
 
-Run: ``python benchmarks/step_overhead.py [--rounds N]``. Instruction counts per step, which do not
+Run: ``python benchmarks/step_overhead.py [--rounds N]``; also writes
+``benchmarks/results/step_overhead.json`` (medians and provenance, which the README table renders
+from: ``python -m tether.bench tables``). Instruction counts per step, which do not
 move with the machine's load: ``valgrind --tool=callgrind python benchmarks/step_overhead.py
 --only strict --steps 1100`` (and ``--steps 100`` for the start-up to subtract).
 """
@@ -11,6 +13,7 @@ move with the machine's load: ``valgrind --tool=callgrind python benchmarks/step
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -22,6 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._step import BATCH, HIDDEN, INPUT, make_steps
 from tether import mode
+from tether.bench.provenance import collect
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -32,6 +38,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("raw", "strict", "warn", "off"),
                         help="just run --steps steps of one variant, untimed (for valgrind --tool=callgrind)")
     parser.add_argument("--steps", type=int, default=1100, help="steps for --only")
+    parser.add_argument("--json", type=Path, default=RESULTS / "step_overhead.json",
+                        help="results file to write (default: benchmarks/results/step_overhead.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = make_steps()
@@ -68,6 +76,12 @@ def main() -> None:
     print("forward: the tracked module's call (checks, ATen op, new state) vs nn.LSTM's call;"
           " whole loop step: that plus clock.advance(done) and state.reset(done)"
           " (the raw loop's step is its forward alone)")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    shape = {"rounds": args.rounds, "inner": args.inner, "batch": BATCH, "input": INPUT, "hidden": HIDDEN}
+    record = {"args": shape, "forward_seconds": forward_medians, "step_seconds": medians,
+              "provenance": collect()}
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"results: {args.json.name}")
 
 
 if __name__ == "__main__":

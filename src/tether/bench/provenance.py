@@ -1,0 +1,103 @@
+"""Where a number came from: the tether sources' hash, the git commit, versions and hardware.
+
+Every results file the harness or a ``benchmarks/`` script writes carries :func:`collect`'s record,
+so a table can be traced to the code that made it and refused when that code has changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import tether
+
+__all__ = ["collect", "git_state", "hardware", "source_hash", "tether_sources", "versions"]
+
+_PACKAGES = ("torch", "numpy", "gymnasium")
+
+
+def tether_sources() -> Path:
+    """The folder of the ``tether`` package that is imported (``src/tether`` in a checkout)."""
+    return Path(tether.__file__).resolve().parent
+
+
+def source_hash(root: str | Path | None = None) -> str:
+    """The sha256 over every ``*.py`` file under ``root`` (default: the imported tether package).
+
+    Files are taken in sorted order of their path relative to ``root``, and each contributes its
+    relative path and its bytes, so an edit, a new file, a removal and a rename all change the hash.
+
+    Returns:
+        ``"sha256:<hex>"``.
+    """
+    base = Path(root) if root is not None else tether_sources()
+    digest = hashlib.sha256()
+    for path in sorted(base.rglob("*.py"), key=lambda p: p.relative_to(base).as_posix()):
+        digest.update(path.relative_to(base).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def git_state(where: str | Path | None = None) -> dict[str, Any]:
+    """The commit checked out at ``where`` (default: the tether sources) and whether the tree is dirty.
+
+    Returns:
+        ``{"commit": str | None, "dirty": bool | None}``: ``None`` outside a git checkout.
+    """
+    cwd = Path(where) if where is not None else tether_sources()
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=cwd,
+                                  timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python, tether and the packages a run depends on (``None``: not installed)."""
+    found: dict[str, str | None] = {"python": platform.python_version(), "tether": tether.__version__}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """The CPU (model, logical cores), the OS and the CUDA devices torch sees."""
+    import torch  # noqa: PLC0415 (only where a record is made)
+
+    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available() else [])
+    return {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "machine": platform.machine(),
+            "system": platform.system(), "gpus": gpus}
+
+
+def collect() -> dict[str, Any]:
+    """The whole record: ``source_hash``, ``git`` (commit, dirty), ``versions`` and ``hardware``."""
+    return {"source_hash": source_hash(), "git": git_state(), "versions": versions(),
+            "hardware": hardware()}

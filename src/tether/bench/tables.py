@@ -1,0 +1,254 @@
+"""README and docs tables written from results files, never by hand.
+
+A table lives between two marker comments that name how to render it and from which results file
+(a path relative to the repository root)::
+
+    <!-- tether-bench:learning:begin benchmarks/results/bench/learning/summary.json -->
+    | task | variant | ... |
+    <!-- tether-bench:learning:end -->
+
+:func:`regenerate` rewrites every block from its file; :func:`check` reports each block whose text
+differs from the render of its file, and each file made from tether sources other than the
+checkout's (``provenance.source_hash``), so numbers measured on other code cannot land.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from tether.bench import provenance
+from tether.bench.report import render_table
+
+__all__ = ["RENDERERS", "Block", "check", "default_files", "find_blocks", "regenerate", "render_block"]
+
+_BLOCK = re.compile(
+    r"<!-- tether-bench:(?P<kind>[a-z0-9-]+):begin (?P<source>\S+) -->\n(?P<body>.*?)"
+    r"<!-- tether-bench:(?P=kind):end -->", re.DOTALL)
+_MARKER = re.compile(r"<!-- tether-bench:(?P<kind>[a-z0-9-]+):(?P<edge>begin|end)\b")
+
+
+def _ratio_cell(value: float, base: float, unit: str, scale: float) -> str:
+    return f"{value * scale:.1f} {unit} ({value / base:.3f})"
+
+
+def _step_overhead(data: dict[str, Any]) -> str:
+    fwd, step = data["forward_seconds"], data["step_seconds"]
+    lines = ["| variant | forward, wall clock | whole loop step, wall clock |", "|---|---:|---:|"]
+    for name in fwd:
+        shown = "raw `nn.LSTM`" if name == "raw" else name
+        lines.append(f"| {shown} | {_ratio_cell(fwd[name], fwd['raw'], 'µs', 1e6)} |"
+                     f" {_ratio_cell(step[name], step['raw'], 'µs', 1e6)} |")
+    a = data["args"]
+    return "\n".join([*lines, "", f"Medians of {a['rounds']} interleaved rounds of {a['inner']} steps;"
+                      f" {_measured(data)}."])
+
+
+def _sequence(data: dict[str, Any]) -> str:
+    lines = ["| T, B, in, H | fused no-reset call | `unroll` | per-step masked loop | loop / `unroll` |",
+             "|---|---|---|---|---|"]
+    for row in data["shapes"]:
+        wall = row["wall_seconds"]
+        cells = [f"{wall[n] * 1e3:.2f} ms ({wall[n] / wall['fused']:.2f}×)" for n in ("fused", "unroll",
+                                                                                    "reference")]
+        lines.append(f"| {', '.join(map(str, row['shape']))} | " + " | ".join(cells)
+                     + f" | {wall['reference'] / wall['unroll']:.1f}× |")
+    return "\n".join([*lines, "", f"Forward + backward, {data['start_rate']:.0%} random episode starts,"
+                      f" medians of {data['rounds']} interleaved rounds; {_measured(data)}."])
+
+
+def _sequence_explore(data: dict[str, Any]) -> str:
+    """Every strategy timed by ``sequence_table.py --explore``, as a ratio to the fused call."""
+    names = [n for n in data["shapes"][0]["wall_seconds"] if n != "fused"]
+    lines = ["| T, B, in, H | " + " | ".join(f"`{n}`" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for row in data["shapes"]:
+        wall = row["wall_seconds"]
+        lines.append(f"| {', '.join(map(str, row['shape']))} | "
+                     + " | ".join(f"{wall[n] / wall['fused']:.2f}×" for n in names) + " |")
+    return "\n".join([*lines, "", f"Wall clock over the fused no-reset call, medians of {data['rounds']}"
+                      f" interleaved rounds; {_measured(data)}."])
+
+
+def _memory(data: dict[str, Any]) -> str:
+    lines = ["| variant | RSS after warm-up | RSS at end | growth | autograd nodes behind the state |",
+             "|---|---:|---:|---:|---:|"]
+    names = {"tether": "tether collector", "naive": "naive loop"}
+    for r in data["summary"]:
+        lines.append(f"| {names.get(r['variant'], r['variant'])} | {r['rss_warm_mb']:.1f} MiB |"
+                     f" {r['rss_end_mb']:.1f} MiB | {r['growth_pct']:+.1f} % | {r['graph_nodes_end']:,} |")
+    a = data["args"]
+    return "\n".join([*lines, "", f"{a['episodes']} episodes of {a['min_len']}-{a['max_len']} steps in"
+                      f" {a['num_envs']} envs; {_measured(data)}."])
+
+
+def _compare(data: dict[str, Any]) -> str:
+    s, env = data["summary"], data["environment"]
+    versions = {"tether": env["tether"], "sb3-contrib": env["sb3_contrib"]}
+    lines = ["| library | median steps/s (per seed) | eval return per seed | seeds ≥ 450 |",
+             "|---|---:|---|---:|"]
+    for library in ("tether", "sb3-contrib"):
+        r = s[library]
+        rates = ", ".join(f"{v:.0f}" for v in r["steps_per_second"])
+        evals = ", ".join(f"{v:.1f}" for v in r["eval_means"])
+        lines.append(f"| {library} {versions[library]} | {r['median_steps_per_second']:.0f} ({rates}) |"
+                     f" {evals} | {r['solved']}/{len(r['seeds'])} |")
+    return "\n".join([*lines, "", f"tether / sb3-contrib steps/s: **{s['ratio_steps_per_second']:.2f}×**"
+                      f" (ratio of medians); {_measured(data)}."])
+
+
+def _compare_full(data: dict[str, Any]) -> str:
+    """The whole comparison, as ``benchmarks/compare_sb3.py`` prints it (docs/compare_sb3.md)."""
+    s, env, a = data["summary"], data["environment"], data["args"]
+    seeds = s["tether"]["seeds"]
+    lines = [f"`{data['task']}`, {a['num_envs']} envs, {a['total_steps']} env steps per run, {len(seeds)}"
+             f" seed(s) ({', '.join(map(str, seeds))}), deterministic evaluation over {a['eval_episodes']}"
+             f" episodes; tether mode `{a['tether_mode']}`.", "",
+             "| library | version | params | median steps/s (per seed) | median train s | median steps per"
+             " CPU-s | eval return per seed | median eval | seeds ≥ 450 |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    versions = {"tether": env["tether"], "sb3-contrib": env["sb3_contrib"]}
+    for library in ("tether", "sb3-contrib"):
+        r = s[library]
+        rates = ", ".join(f"{v:.0f}" for v in r["steps_per_second"])
+        evals = ", ".join(f"{v:.1f}" for v in r["eval_means"])
+        lines.append(f"| {library} | {versions[library]} | {r['params']} |"
+                     f" {r['median_steps_per_second']:.0f} ({rates}) | {r['median_train_seconds']:.1f} |"
+                     f" {r['median_steps_per_cpu_second']:.0f} | {evals} | {r['median_eval']:.1f} |"
+                     f" {r['solved']}/{len(r['seeds'])} |")
+    ratios = ", ".join(f"{v:.2f}" for v in s["ratio_per_seed"])
+    lines += ["", f"**tether / sb3-contrib steps/s: {s['ratio_steps_per_second']:.2f}×** (ratio of medians;"
+              f" per seed {ratios}); per CPU-second of the training process:"
+              f" {s['ratio_steps_per_cpu_second']:.2f}×. Target ≥ 2× steps/s at equal or better return:"
+              f" {'met' if s['target_met'] else 'not met'}.", "",
+              f"Measured with sb3-contrib {env['sb3_contrib']}, stable-baselines3 {env['stable_baselines3']},"
+              f" gymnasium {env['gymnasium']}; {_measured(data)}, 1 torch thread a run."]
+    return "\n".join(lines)
+
+
+def _measured(data: dict[str, Any]) -> str:
+    prov = data.get("provenance")
+    if not prov:
+        return "no provenance recorded"
+    v, hw, git = prov["versions"], prov["hardware"], prov["git"]
+    commit = "no commit" if git["commit"] is None else git["commit"][:10] + (" dirty" if git["dirty"] else "")
+    return (f"tether {v['tether']} ({commit}), torch {v['torch']}, Python {v['python']}, {hw['cpu']}"
+            f" ({hw['logical_cpus']} logical CPUs)")
+
+
+def _learning(data: dict[str, Any]) -> str:
+    return render_table(data)
+
+
+#: How each kind of block renders, and the command that writes its results file.
+RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
+    "learning": (_learning, "python -m tether.bench run GRID.toml --out DIR (see benchmarks/grids/)"),
+    "compare": (_compare, "python benchmarks/compare_sb3.py"),
+    "compare-full": (_compare_full, "python benchmarks/compare_sb3.py"),
+    "step-overhead": (_step_overhead, "python benchmarks/step_overhead.py"),
+    "sequence": (_sequence, "python benchmarks/sequence_table.py"),
+    "sequence-explore": (_sequence_explore, "python benchmarks/sequence_table.py --explore"),
+    "memory": (_memory, "python benchmarks/memory_growth.py"),
+}
+
+
+@attrs.frozen(kw_only=True)
+class Block:
+    """One marked table: its kind, results file, current text and where it sits."""
+
+    path: Path
+    line: int
+    kind: str
+    source: str
+    body: str
+    start: int
+    end: int
+
+    @property
+    def where(self) -> str:
+        """``file:line kind`` for messages."""
+        return f"{self.path}:{self.line}: tether-bench:{self.kind} block"
+
+
+def default_files(root: str | Path) -> list[Path]:
+    """``README.md`` and ``docs/*.md`` under ``root`` (those that exist)."""
+    base = Path(root)
+    return [p for p in [base / "README.md", *sorted((base / "docs").glob("*.md"))] if p.is_file()]
+
+
+def find_blocks(path: Path, text: str) -> tuple[list[Block], list[str]]:
+    """The marked blocks of one file, and a problem line for each marker without its pair."""
+    blocks, paired = [], set()
+    for m in _BLOCK.finditer(text):
+        blocks.append(Block(path=path, line=text.count("\n", 0, m.start()) + 1, kind=m["kind"],
+                            source=m["source"], body=m["body"], start=m.start("body"), end=m.end("body")))
+        paired |= {m.start(), m.end("body")}
+    problems = [
+        f"{path}:{text.count(chr(10), 0, m.start()) + 1}: tether-bench:{m['kind']} {m['edge']} marker"
+        " without its pair (expected <!-- tether-bench:KIND:begin RESULTS.json --> on its own line,"
+        " the table, <!-- tether-bench:KIND:end -->)"
+        for m in _MARKER.finditer(text) if m.start() not in paired]
+    return blocks, problems
+
+
+def render_block(block: Block, root: Path) -> tuple[str | None, list[str]]:
+    """The block's rendered text (``None`` when it cannot be rendered) and its problems."""
+    if block.kind not in RENDERERS:
+        return None, [f"{block.where}: unknown kind; expected one of {sorted(RENDERERS)}"]
+    render, command = RENDERERS[block.kind]
+    source = root / block.source
+    if not source.is_file():
+        return None, [f"{block.where}: no results file {block.source}; make it with `{command}`"]
+    data = json.loads(source.read_text(encoding="utf-8"))
+    made_from = (data.get("provenance") or {}).get("source_hash")
+    current = provenance.source_hash(root / "src" / "tether")
+    problems = []
+    if made_from != current:
+        problems.append(f"{block.where}: {block.source} was made from tether sources {made_from}, not the"
+                        f" checkout's ({current}): rerun `{command}`, then `python -m tether.bench tables`")
+    return render(data).rstrip("\n") + "\n", problems
+
+
+def check(files: Sequence[str | Path], root: str | Path) -> list[str]:
+    """A line per problem: a stale results file, a table that differs from its render, a bad marker."""
+    base, problems = Path(root), []
+    for name in files:
+        path = Path(name)
+        blocks, found = find_blocks(path, path.read_text(encoding="utf-8"))
+        problems += found
+        for block in blocks:
+            text, issues = render_block(block, base)
+            problems += issues
+            if text is not None and text != block.body:
+                problems.append(f"{block.where}: the table differs from the render of {block.source};"
+                                " run `python -m tether.bench tables`")
+    return problems
+
+
+def regenerate(files: Sequence[str | Path], root: str | Path) -> tuple[list[Path], list[str]]:
+    """Rewrite every marked block from its results file.
+
+    Returns:
+        The files changed, and the problems found (stale or missing results files, bad markers):
+        a block whose file is missing keeps its text.
+    """
+    base, changed, problems = Path(root), [], []
+    for name in files:
+        path = Path(name)
+        text = path.read_text(encoding="utf-8")
+        blocks, found = find_blocks(path, text)
+        problems += found
+        new = text
+        for block in reversed(blocks):  # from the end, so earlier offsets stay valid
+            rendered, issues = render_block(block, base)
+            problems += issues
+            if rendered is not None:
+                new = new[:block.start] + rendered + new[block.end:]
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed, problems

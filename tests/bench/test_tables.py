@@ -1,0 +1,172 @@
+"""Marked tables in README.md and docs/*.md equal the render of their results files, made from
+the checkout's tether sources; ``regenerate`` writes them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether.bench import provenance, tables
+from tether.bench.report import write_report
+
+ROOT = Path(__file__).resolve().parents[2]
+BEGIN = "<!-- tether-bench:{kind}:begin {source} -->"
+END = "<!-- tether-bench:{kind}:end -->"
+
+
+def test_repository_tables_match_their_results() -> None:
+    """Every marked table of this checkout's README.md and docs/*.md is its results file's render,
+    and every results file was made from this checkout's tether sources (none marked: nothing to check)."""
+    files = tables.default_files(ROOT)
+    assert ROOT / "README.md" in files
+    assert tables.check(files, ROOT) == []
+
+
+def _repo(tmp_path: Path) -> Path:
+    """A repository root with its own tether sources (one file) to hash."""
+    (tmp_path / "src" / "tether").mkdir(parents=True)
+    (tmp_path / "src" / "tether" / "core.py").write_text("VALUE = 1\n", encoding="utf-8")
+    return tmp_path
+
+
+def _step_results(root: Path, source_hash: str) -> dict[str, Any]:
+    prov = {**provenance.collect(), "source_hash": source_hash}
+    data = {"args": {"rounds": 3, "inner": 20}, "provenance": prov,
+            "forward_seconds": {"raw": 100e-6, "strict": 102e-6},
+            "step_seconds": {"raw": 110e-6, "strict": 120e-6}}
+    path = root / "benchmarks" / "results" / "step_overhead.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return data
+
+
+def _readme(root: Path, body: str, kind: str = "step-overhead",
+            source: str = "benchmarks/results/step_overhead.json") -> Path:
+    path = root / "README.md"
+    path.write_text(f"# t\n\nintro\n\n{BEGIN.format(kind=kind, source=source)}\n{body}"
+                    f"{END.format(kind=kind)}\n\nafter\n", encoding="utf-8")
+    return path
+
+
+def test_regenerate_then_check_passes(tmp_path: Path) -> None:
+    """An empty block is filled with the render; the rest of the file is untouched; check passes."""
+    root = _repo(tmp_path)
+    _step_results(root, provenance.source_hash(root / "src" / "tether"))
+    readme = _readme(root, "")
+    changed, problems = tables.regenerate([readme], root)
+    assert (changed, problems) == ([readme], [])
+    text = readme.read_text(encoding="utf-8")
+    assert "| strict | 102.0 µs (1.020) | 120.0 µs (1.091) |" in text
+    assert text.startswith("# t\n\nintro\n\n<!-- tether-bench:step-overhead:begin")
+    assert text.endswith("<!-- tether-bench:step-overhead:end -->\n\nafter\n")
+    assert tables.check([readme], root) == []
+    assert tables.regenerate([readme], root) == ([], [])  # already current: nothing rewritten
+
+
+def test_a_hand_edited_table_fails(tmp_path: Path) -> None:
+    """A number changed by hand inside a block is caught, naming the file, line and the fix."""
+    root = _repo(tmp_path)
+    _step_results(root, provenance.source_hash(root / "src" / "tether"))
+    readme = _readme(root, "")
+    tables.regenerate([readme], root)
+    readme.write_text(readme.read_text(encoding="utf-8").replace("102.0 µs", "101.0 µs"), encoding="utf-8")
+    assert tables.check([readme], root) == [
+        f"{readme}:5: tether-bench:step-overhead block: the table differs from the render of"
+        " benchmarks/results/step_overhead.json; run `python -m tether.bench tables`"]
+
+
+def test_results_from_other_sources_are_stale(tmp_path: Path) -> None:
+    """A results file whose source hash is not the checkout's fails, even when the table matches."""
+    root = _repo(tmp_path)
+    _step_results(root, provenance.source_hash(root / "src" / "tether"))
+    readme = _readme(root, "")
+    tables.regenerate([readme], root)
+    (root / "src" / "tether" / "core.py").write_text("VALUE = 2\n", encoding="utf-8")  # code moved on
+    [problem] = tables.check([readme], root)
+    assert problem.startswith(f"{readme}:5: tether-bench:step-overhead block: benchmarks/results/"
+                              "step_overhead.json was made from tether sources sha256:")
+    assert problem.endswith("rerun `python benchmarks/step_overhead.py`, then `python -m tether.bench tables`")
+
+
+def test_results_without_a_hash_are_stale(tmp_path: Path) -> None:
+    """A results file written before provenance was recorded cannot back a table."""
+    root = _repo(tmp_path)
+    data = _step_results(root, "unused")
+    del data["provenance"]
+    (root / "benchmarks" / "results" / "step_overhead.json").write_text(json.dumps(data), encoding="utf-8")
+    readme = _readme(root, "")
+    _, problems = tables.regenerate([readme], root)
+    assert len(problems) == 1
+    assert "was made from tether sources None" in problems[0]
+    assert "no provenance recorded" in readme.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("<!-- tether-bench:learning:begin x.json -->\n| a |\n", r"tether-bench:learning begin marker without"),
+    ("| a |\n<!-- tether-bench:learning:end -->\n", r"README.md:2: tether-bench:learning end marker without"),
+    ("<!-- tether-bench:learning:begin x.json -->\n<!-- tether-bench:memory:end -->\n", r"begin marker"),
+])
+def test_unpaired_markers(tmp_path: Path, text: str, message: str) -> None:
+    """A marker without its pair is a problem, not a silently skipped table."""
+    readme = _repo(tmp_path) / "README.md"
+    readme.write_text(text, encoding="utf-8")
+    problems = tables.check([readme], tmp_path)
+    assert problems
+    assert any(re.search(message, p) for p in problems)
+
+
+def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
+    """A block of an unknown kind, or whose results file is missing, says what to do."""
+    root = _repo(tmp_path)
+    readme = _readme(root, "old\n", kind="speed", source="nope.json")
+    [problem] = tables.check([readme], root)
+    assert "tether-bench:speed block: unknown kind; expected one of ['compare', 'compare-full', 'learning', 'memory', 'sequence'," in problem
+    readme = _readme(root, "old\n", kind="memory", source="benchmarks/results/none.json")
+    [problem] = tables.check([readme], root)
+    assert problem.endswith("no results file benchmarks/results/none.json; make it with"
+                            " `python benchmarks/memory_growth.py`")
+    assert tables.regenerate([readme], root)[0] == []  # nothing to render with: the text stays
+
+
+def test_learning_block_from_a_grid_summary(tmp_path: Path, ran: Path) -> None:
+    """A learning block renders the harness's summary.json, the same table as summary.md."""
+    root = _repo(tmp_path / "repo")
+    out = root / "benchmarks" / "results" / "bench" / "small"
+    shutil.copytree(ran, out)
+    write_report(out, plots=False, n_resamples=50)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary["provenance"]["source_hash"] = provenance.source_hash(root / "src" / "tether")
+    (out / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    readme = _readme(root, "", kind="learning", source="benchmarks/results/bench/small/summary.json")
+    assert tables.regenerate([readme], root)[1] == []
+    assert (out / "summary.md").read_text(encoding="utf-8") in readme.read_text(encoding="utf-8")
+    assert tables.check([readme], root) == []
+
+
+def test_committed_results_files_render(tmp_path: Path) -> None:
+    """The results files benchmarks/ has written render as their kind (old ones without provenance too)."""
+    for kind, name in (("memory", "memory_growth.json"), ("compare", "compare_sb3.json"),
+                       ("compare-full", "compare_sb3.json")):
+        source = ROOT / "benchmarks" / "results" / name
+        if not source.is_file():
+            continue
+        shutil.copy(source, tmp_path / name)
+        text, _ = tables.render_block(tables.Block(path=tmp_path / "R.md", line=1, kind=kind, source=name,
+                                                   body="", start=0, end=0), tmp_path)
+        assert text is not None
+        assert "\n|---" in text
+
+
+def test_sequence_tables_render_ratios_to_the_fused_call() -> None:
+    """The sequence tables show each variant's median and its ratio to the fused no-reset call."""
+    data = {"rounds": 5, "start_rate": 0.02, "provenance": None,
+            "shapes": [{"shape": [128, 8, 64, 128],
+                        "wall_seconds": {"fused": 0.010, "unroll": 0.0115, "reference": 0.080}}]}
+    assert tables.RENDERERS["sequence"][0](data).splitlines()[2] == (
+        "| 128, 8, 64, 128 | 10.00 ms (1.00×) | 11.50 ms (1.15×) | 80.00 ms (8.00×) | 7.0× |")
+    assert tables.RENDERERS["sequence-explore"][0](data).splitlines()[2] == "| 128, 8, 64, 128 | 1.15× | 8.00× |"
