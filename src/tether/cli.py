@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from tether.bench import cli as bench_cli
 from tether.errors import ConfigError, TetherError
 from tether.ppo.config import PPOConfig, merge_settings
 from tether.ppo.presets import PRESETS
@@ -126,6 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("runs", type=Path, nargs="+", help="run folders (or metrics.jsonl files)")
     plot.add_argument("--out", type=Path, default=None, help="PNG path (default: <first run>/curves.png)")
     plot.add_argument("--metric", default="ep_return", help="metric to plot (default: ep_return)")
+    bench_cli.add_parser(sub)
     return parser
 
 
@@ -222,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _build_parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {"train": _train, "eval": _eval,
-                                                                "plot": _plot}
+                                                                "plot": _plot, "bench": bench_cli.run}
     try:
         return int(handlers[args.command](args))
     except (TetherError, FileNotFoundError) as err:

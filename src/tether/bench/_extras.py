@@ -6,13 +6,12 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-from tether.errors import TetherError
+from tether.errors import MissingDependencyError
 
 __all__ = ["MissingExtraError", "has_module", "require"]
 
-
-class MissingExtraError(TetherError, ImportError):
-    """An optional package the harness needs for this step is not installed."""
+#: The error for a missing optional package (one class for every extra, in tether.errors).
+MissingExtraError = MissingDependencyError
 
 
 def has_module(name: str) -> bool:
