@@ -100,10 +100,8 @@ class _FromLanes(torch.autograd.Function):
             return None, None, None
         # Step order, then two zero rows that the reset and hold positions read.
         n = ctx.steps
-        if grad_y is not None:
-            rows = F.pad(grad_y.reshape(n, H), (0, 0, 0, 2))
-        else:
-            rows = grad_h.new_zeros(n + 2, H)  # type: ignore[union-attr]
+        ref: torch.Tensor = grad_y if grad_y is not None else grad_h  # type: ignore[assignment]
+        rows = F.pad(grad_y.reshape(n, H), (0, 0, 0, 2)) if grad_y is not None else ref.new_zeros(n + 2, H)
         if grad_h is not None:
             rows[n - grad_h.shape[1] : n] += grad_h[0]  # h is y at the last step
         return rows.index_select(0, ctx.source).view(length, lanes, H), None, None
@@ -127,8 +125,8 @@ def run_lanes(
 
     ``index`` is :func:`lane_index` of the plan on ``x``'s device, when the caller keeps one.
     """
-    T, B, width = x.shape
-    lstm, H, lanes, length = isinstance(m, nn.LSTM), m.hidden_size, plan.lanes, plan.length
+    T, width = x.shape[0], x.shape[2]
+    lstm, lanes = isinstance(m, nn.LSTM), plan.lanes
     parts = _index_parts(plan)
     if index is None:
         index = lane_index(plan, x.device)
