@@ -232,7 +232,8 @@ class FactoredRecurrentActorCritic(nn.Module):
             StateMismatchError / StaleStateError / GraphLeakError: from the state checks.
         """
         x = self._obs(obs, 1, "act")
-        self._check_state(state, x.shape[0], "act")
+        if not self._state_fits(state, x.shape[0]):
+            self._check_state(state, x.shape[0], "act")  # raises, saying what was expected
         mask = None if masks is None else self._masks(masks, (x.shape[0],), "act")
         z, zv = self._stage("_encode")(x)
         # [B, E] -> [1, B, E]: one step of the core(s)
@@ -426,17 +427,30 @@ class FactoredRecurrentActorCritic(nn.Module):
             yv, vf_state = critic(zv, vf_state)
             return y, yv, RecurrentState.stack_layers((pi_state, vf_state))
         cut = actor.spec.num_layers
-        halves = [tuple(t[:cut] for t in state.tensors), tuple(t[cut:] for t in state.tensors)]
         verified = None
-        if get_mode() != "off":  # (the shapes were checked by _check_state, in every mode)
-            pi_state = state.split_layers(cut)[0]
+        if get_mode() != "off":  # (the shapes were checked by act, in every mode)
+            pi_state, vf_state = state.split_layers(cut)
             verified = actor._check(z, pi_state, False, 1)
-            critic._check_fit(zv, pi_state)  # the critic's device / dtype
+            critic._check_fit(zv, vf_state)  # the critic's device / dtype
+            halves = (pi_state.tensors, vf_state.tensors)
+        else:
+            halves = (tuple(t[:cut] for t in state.tensors), tuple(t[cut:] for t in state.tensors))
         paired = actor.spec.has_c
         y, pi = _aten.run_sequence_module(actor.module, z, halves[0], paired=paired, fuse=True)
         yv, vf = _aten.run_sequence_module(critic.module, zv, halves[1], paired=paired, fuse=True)
         tensors = tuple(torch.cat(pair) for pair in zip(pi, vf, strict=True))
         return y, yv, state.advanced(tensors, 1, ids_verified=verified is not None, episode_ids=verified)
+
+    def _state_fits(self, state: Any, batch: int) -> bool:
+        """The cheap test behind :meth:`_check_state` (the state's kind, layers, rows and size)."""
+        facts = self.__dict__.get("_state_facts")
+        if facts is None:  # the cores never change kind or size after construction
+            facts = self.__dict__["_state_facts"] = (
+                2 if self.core_kind == "lstm" else 1, self.state_layers, self.hidden_size)
+        if not isinstance(state, RecurrentState) or len(state.tensors) != facts[0]:
+            return False
+        shape = state.tensors[0].shape
+        return len(shape) == 3 and shape[0] == facts[1] and shape[1] == batch and shape[2] == facts[2]
 
     def _check_state(self, state: Any, batch: int, where: str) -> None:
         if not isinstance(state, RecurrentState):
