@@ -107,6 +107,22 @@ class _FromLanes(torch.autograd.Function):
         return rows.index_select(0, ctx.source).view(length, lanes, H), None, None
 
 
+class _LastStep(torch.autograd.Function):
+    """``h`` at each row's last step ``[1, B, H]`` from lane outputs ``[length, lanes, H]`` (a lower
+    layer's final h); the positions are distinct, so the gradient is a copy into zeros."""
+
+    @staticmethod
+    def forward(ctx: Any, lanes: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        ctx.last, ctx.shape = last, lanes.shape
+        return lanes.reshape(-1, lanes.shape[2]).index_select(0, last).unsqueeze(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        length, lanes, H = ctx.shape
+        out = grad.new_zeros(length * lanes, H).index_copy_(0, ctx.last, grad[0])
+        return out.view(length, lanes, H), None
+
+
 def _index_parts(plan: Lanes) -> list[np.ndarray]:
     parts = [plan.source, plan.out]
     return parts + [p for p in (plan.final_lane, plan.init_row) if p is not None]
@@ -144,7 +160,7 @@ def run_lanes(
     for layer in range(m.num_layers):
         if layer:
             # The lane's own final h may come after hold / pad steps: read h at the row's last step.
-            finals[0].append(_FromLanes.apply(inp, (source, out), T)[1])  # type: ignore[no-untyped-call]
+            finals[0].append(_LastStep.apply(inp, out[out.shape[0] - x.shape[1] :]))  # type: ignore[no-untyped-call]
             if m.dropout and m.training:
                 inp = F.dropout(inp, m.dropout, training=True)
             inp = torch.cat([inp, flags], dim=2)
