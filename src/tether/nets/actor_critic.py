@@ -334,8 +334,9 @@ class FactoredRecurrentActorCritic(nn.Module):
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the pure-tensor stages in place with :func:`torch.compile`.
 
-        The stages are :meth:`_encode` (the encoder) and :meth:`_outputs` (action heads, sampling or
-        scoring, value head); each is compiled on first use, with these arguments (e.g.
+        The stages are :meth:`_encode` (the encoder), :meth:`_sample` (``act``'s heads and value
+        head) and :meth:`_outputs` (scoring: heads, entropies, value head); each is compiled on
+        first use, with these arguments (e.g.
         ``backend="aot_eager"``, ``fullgraph=True``, ``dynamic=True``). The input checks, the
         tracked core and its lifecycle checks stay eager, so a misuse still raises with its full
         message. Parameter names and ``state_dict`` keys are unchanged; a pickled / deep-copied
