@@ -60,7 +60,7 @@ def test_act_draws_what_the_generic_path_draws(space: str, shared: bool, determi
         got = (out.actions, out.log_prob, out.value, *out.state.tensors)
         for a, b in zip(got, want, strict=True):
             torch.testing.assert_close(a, b, atol=0.0, rtol=0.0)
-        assert out.state.tick == state.tick + 1
+        assert out.state.tick == (state.tick or 0) + 1
         done = np.array([False, True, False, False, False, True])
         clock.advance(done)
         state = out.state.reset(done)
@@ -88,7 +88,7 @@ def test_act_in_off_mode_equals_strict_mode() -> None:
     outs = []
     for m in ("strict", "off"):
         torch.manual_seed(1)
-        with mode(m):  # type: ignore[arg-type]
+        with mode(m):
             outs.append(policy.act(obs, state))
     torch.testing.assert_close(outs[0].actions, outs[1].actions)
     torch.testing.assert_close(outs[0].state.tensors, outs[1].state.tensors)
