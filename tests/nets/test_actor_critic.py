@@ -434,7 +434,7 @@ def test_compiled_stages_match_eager_and_keep_the_checks() -> None:
         (result.log_prob.sum() + result.entropy.sum() + result.value.sum()).backward()
     for (name, p), q in zip(eager.named_parameters(), compiled.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
-    assert set(compiled._compiled) == {"_encode", "_outputs"}
+    assert set(compiled._compiled) == {"_encode", "_sample", "_outputs"}
     clock.advance(np.zeros(3, dtype=bool))
     with tether.mode("strict"), pytest.raises(StaleStateError, match="a state from tick 0 was used at tick 1"):
         compiled.act(obs[1], state)

@@ -211,4 +211,4 @@ def test_compiled_stages_take_tree_observations() -> None:
     x, y = (p.evaluate_actions(obs, actions, starts, state) for p in (eager, compiled))
     torch.testing.assert_close(y.log_prob, x.log_prob)
     torch.testing.assert_close(y.value, x.value)
-    assert set(compiled._compiled) == {"_encode", "_outputs"}
+    assert set(compiled._compiled) == {"_encode", "_outputs", "_sample"}

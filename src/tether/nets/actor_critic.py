@@ -18,8 +18,10 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from tether import _aten
 from tether.clock import EpisodeClock
 from tether.errors import StateMismatchError
+from tether.modes import get_mode
 from tether.nets.encoders import ObservationLayout, activation_class, mlp_encoder
 from tether.nets.factors import ActionLayout
 from tether.nets.heads import FactoredHeads, value_head
@@ -270,18 +272,13 @@ class FactoredRecurrentActorCritic(nn.Module):
             StateMismatchError / StaleStateError / GraphLeakError: from the state checks.
         """
         x = self._obs(obs, 1, "act")
-        self._check_state(state, x.shape[0], "act")
-        mask = self._masks(masks, (x.shape[0],), "act")
+        if not self._state_fits(state, x.shape[0]):
+            self._check_state(state, x.shape[0], "act")  # raises, saying what was expected
+        mask = None if masks is None else self._masks(masks, (x.shape[0],), "act")
         z, zv = self._stage("_encode")(x)
-        z, zv = z.unsqueeze(0), zv.unsqueeze(0)  # [B, E] -> [1, B, E]: one step of the core
-        pi_state, vf_state = self._split(state)
-        y, pi_state = self.actor_core(z, pi_state)
-        if self.critic_core is None:
-            yv, next_state = y, pi_state
-        else:
-            yv, vf_state = self.critic_core(zv, vf_state)
-            next_state = RecurrentState.stack_layers((pi_state, vf_state))
-        actions, log_prob, _, value = self._stage("_outputs")(y[0], yv[0], mask, None, deterministic)
+        # [B, E] -> [1, B, E]: one step of the core(s)
+        y, yv, next_state = self._step_cores(z.unsqueeze(0), zv.unsqueeze(0), state)
+        actions, log_prob, value = self._stage("_sample")(y[0], yv[0], mask, deterministic)
         return ActResult(actions, log_prob, value, next_state)
 
     @torch.no_grad()
@@ -377,8 +374,9 @@ class FactoredRecurrentActorCritic(nn.Module):
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the pure-tensor stages in place with :func:`torch.compile`.
 
-        The stages are :meth:`_encode` (the encoder) and :meth:`_outputs` (action heads, sampling or
-        scoring, value head); each is compiled on first use, with these arguments (e.g.
+        The stages are :meth:`_encode` (the encoder), :meth:`_sample` (``act``'s heads and value
+        head) and :meth:`_outputs` (scoring: heads, entropies, value head); each is compiled on
+        first use, with these arguments (e.g.
         ``backend="aot_eager"``, ``fullgraph=True``, ``dynamic=True``). The input checks, the
         tracked core and its lifecycle checks stay eager, so a misuse still raises with its full
         message. Parameter names and ``state_dict`` keys are unchanged; a pickled / deep-copied
@@ -413,6 +411,18 @@ class FactoredRecurrentActorCritic(nn.Module):
         chosen, log_prob, entropy = self.heads(actor_features, masks, actions, deterministic)
         return chosen, log_prob, entropy, self.value_head(critic_features).squeeze(-1)
 
+    def _sample(
+        self, actor_features: torch.Tensor, critic_features: torch.Tensor, masks: torch.Tensor | None,
+        deterministic: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``act``'s outputs: what :meth:`_outputs` samples (the same draws), without the entropy.
+
+        Returns:
+            ``(actions [N, *action_shape], log_prob [N], value [N])``.
+        """
+        chosen, log_prob = self.heads.sample(actor_features, masks, deterministic)
+        return chosen, log_prob, self.value_head(critic_features).squeeze(-1)
+
     def _stage(self, name: str) -> Callable[..., Any]:
         """The stage ``name``, compiled when :meth:`compile` was called."""
         if self._compile_options is None:
@@ -438,6 +448,50 @@ class FactoredRecurrentActorCritic(nn.Module):
             return state, state
         # Each tracked core checks its own half; stack_layers joins the next states again.
         return state.split_layers(self.actor_core.spec.num_layers)
+
+    def _step_cores(
+        self, z: torch.Tensor, zv: torch.Tensor, state: RecurrentState
+    ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState]:
+        """One step of the actor core (and the critic's): ``(y, yv, next state)``.
+
+        With a separate critic both halves of the state share every lifecycle fact (tick, ids,
+        window, graph), and the cores share their spec, so checking the actor's half checks the
+        critic's too: one check, the two plain calls, one next state (no stack of two states).
+        """
+        actor, critic = self.actor_core, self.critic_core
+        if critic is None:
+            y, next_state = actor(z, state)
+            return y, y, next_state
+        if critic.spec != actor.spec:  # pragma: no cover - the constructor builds them alike
+            pi_state, vf_state = self._split(state)
+            y, pi_state = actor(z, pi_state)
+            yv, vf_state = critic(zv, vf_state)
+            return y, yv, RecurrentState.stack_layers((pi_state, vf_state))
+        cut = actor.spec.num_layers
+        verified = None
+        if get_mode() != "off":  # (the shapes were checked by act, in every mode)
+            pi_state, vf_state = state.split_layers(cut)
+            verified = actor._check(z, pi_state, False, 1)
+            critic._check_fit(zv, vf_state)  # the critic's device / dtype
+            halves = (pi_state.tensors, vf_state.tensors)
+        else:
+            halves = (tuple(t[:cut] for t in state.tensors), tuple(t[cut:] for t in state.tensors))
+        paired = actor.spec.has_c
+        y, pi = _aten.run_sequence_module(actor.module, z, halves[0], paired=paired, fuse=True)
+        yv, vf = _aten.run_sequence_module(critic.module, zv, halves[1], paired=paired, fuse=True)
+        tensors = tuple(torch.cat(pair) for pair in zip(pi, vf, strict=True))
+        return y, yv, state.advanced(tensors, 1, ids_verified=verified is not None, episode_ids=verified)
+
+    def _state_fits(self, state: Any, batch: int) -> bool:
+        """The cheap test behind :meth:`_check_state` (the state's kind, layers, rows and size)."""
+        facts = self.__dict__.get("_state_facts")
+        if facts is None:  # the cores never change kind or size after construction
+            facts = self.__dict__["_state_facts"] = (
+                2 if self.core_kind == "lstm" else 1, self.state_layers, self.hidden_size)
+        if not isinstance(state, RecurrentState) or len(state.tensors) != facts[0]:
+            return False
+        shape = state.tensors[0].shape
+        return len(shape) == 3 and shape[0] == facts[1] and shape[1] == batch and shape[2] == facts[2]
 
     def _check_state(self, state: Any, batch: int, where: str) -> None:
         if not isinstance(state, RecurrentState):

@@ -77,6 +77,28 @@ class CategoricalHead(nn.Module):
             return chosen[0], log_prob[0], entropy[0]
         return torch.stack(chosen, -1), torch.stack(log_prob, -1).sum(-1), torch.stack(entropy, -1).sum(-1)
 
+    def sample(
+        self, features: torch.Tensor, mask: torch.Tensor | None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample as :meth:`forward` does (the same draws), without the entropy ``act`` never reads.
+
+        Shapes:
+            features ``[N, in]``, mask bool ``[N, sum(sizes)]`` or ``None`` -> (actions, log_prob ``[N]``).
+        """
+        logits = masked_logits(self.linear(features), mask)
+        if not self.multi:
+            log_probs = normalized_log_probs(logits)
+            action = categorical_sample(log_probs, deterministic)
+            return action, categorical_log_prob(log_probs, action)
+        chosen, log_prob = [], []
+        start = 0
+        for n in self.sizes:
+            log_probs = normalized_log_probs(logits[:, start : start + n])
+            chosen.append(categorical_sample(log_probs, deterministic))
+            log_prob.append(categorical_log_prob(log_probs, chosen[-1]))
+            start += n
+        return torch.stack(chosen, -1), torch.stack(log_prob, -1).sum(-1)
+
 
 class GaussianHead(nn.Module):
     """A diagonal Gaussian over a Box factor: state-dependent mean, learnable state-independent log-std.
@@ -108,6 +130,16 @@ class GaussianHead(nn.Module):
         log_std = self.log_std.to(mean.dtype)
         action = gaussian_sample(mean, log_std, deterministic) if actions is None else actions
         return action, gaussian_log_prob(mean, log_std, action), gaussian_entropy(mean, log_std)
+
+    def sample(
+        self, features: torch.Tensor, mask: torch.Tensor | None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample as :meth:`forward` does (the same draws), without the entropy."""
+        del mask
+        mean = self.linear(features)
+        log_std = self.log_std.to(mean.dtype)
+        action = gaussian_sample(mean, log_std, deterministic)
+        return action, gaussian_log_prob(mean, log_std, action)
 
 
 class FactoredHeads(nn.Module):
@@ -162,6 +194,32 @@ class FactoredHeads(nn.Module):
         total_lp = log_prob[0] if len(log_prob) == 1 else torch.stack(log_prob, -1).sum(-1)
         total_ent = entropy[0] if len(entropy) == 1 else torch.stack(entropy, -1).sum(-1)
         return self.layout.join(chosen, dtype), total_lp, total_ent
+
+
+    def sample(
+        self, features: torch.Tensor, masks: torch.Tensor | None = None, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample actions as :meth:`forward` does (the same draws in the same order), without the
+        entropies: the one-step path of ``act``.
+
+        Returns:
+            ``(actions [N, *action_shape], log_prob [N])``.
+        """
+        heads, dtype = self.heads, torch.promote_types(features.dtype, _MIN_ACTION_DTYPE)
+        if len(heads) == 1:  # one factor: no per-factor slicing, stacking or joining
+            factor = self.layout.factors[0]
+            mask = masks if factor.is_discrete else None
+            action, log_prob = heads[0].sample(features, mask, deterministic)  # type: ignore[operator]
+            return self.layout.join([action], dtype), log_prob
+        chosen, log_probs = [], []
+        for factor, head in zip(self.layout.factors, heads, strict=True):
+            mask = None
+            if masks is not None and factor.is_discrete:
+                mask = masks[:, factor.mask_offset : factor.mask_offset + factor.mask_size]
+            action, lp = head.sample(features, mask, deterministic)  # type: ignore[operator]
+            chosen.append(action)
+            log_probs.append(lp)
+        return self.layout.join(chosen, dtype), torch.stack(log_probs, -1).sum(-1)
 
 
 def _make_head(factor: ActionFactor, in_features: int, log_std_init: float) -> nn.Module:

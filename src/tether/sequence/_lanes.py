@@ -47,67 +47,84 @@ def _gate_columns(m: nn.RNNBase, layer: int, w_ih: torch.Tensor) -> torch.Tensor
     return torch.cat([_COLUMNS[key], -b_in.unsqueeze(1)])
 
 
-class _IntoLanes(torch.autograd.Function):
-    """``x [T, B, in]`` in lane order, with the flag columns: ``[length, lanes, in + flags]``.
+def _flag_rows(x: torch.Tensor, flags: int) -> torch.Tensor:
+    """``x [T, B, in]`` as rows ``[T * B + flags, in + flags]``: each step with zero flag columns,
+    then one row per kind of empty step (reset, then hold) holding only its flag."""
+    steps, width = x.shape[0] * x.shape[1], x.shape[2]
+    rows = torch.nn.functional.pad(x.reshape(steps, width), (0, flags, 0, flags))
+    for kind in range(flags):
+        rows[steps + kind, width + kind] = 1.0
+    return rows
 
-    Every step goes to exactly one position, so the gradient is a gather too (no scatter-add).
+
+class _IntoLanes(torch.autograd.Function):
+    """``x [T, B, in]`` in lane order with the flag columns: ``[length, lanes, in + flags]``.
+
+    One gather from the flagged rows (reset and hold steps read the rows of their flags). Every
+    step goes to exactly one position, so the gradient is a gather too (no scatter-add).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, flags: torch.Tensor,
-                where: tuple[torch.Tensor, torch.Tensor, torch.Tensor], lanes: int) -> torch.Tensor:
-        source, out, pads = where  # (few arguments: Function.apply costs per argument)
+    def forward(ctx: Any, x: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor], lanes: int,
+                flags: int) -> torch.Tensor:
+        source, out = index  # (few arguments: Function.apply costs per argument)
         ctx.out, ctx.shape = out, x.shape
-        width = x.shape[2]
-        into = x.new_empty(source.shape[0], width + flags.shape[1])
-        if x.is_cpu:  # gather straight into the strided slice (one pass)
-            torch.index_select(x.reshape(-1, width), 0, source, out=into[:, :width])
-        else:
-            into[:, :width] = x.reshape(-1, width).index_select(0, source)
-        into[:, :width].index_fill_(0, pads, 0.0)
-        into[:, width:] = flags
+        into = _flag_rows(x, flags).index_select(0, source)
         return into.view(-1, lanes, into.shape[1])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         T, B, width = ctx.shape
-        grad = grad.reshape(-1, grad.shape[2])[:, :width].index_select(0, ctx.out)
-        return grad.view(T, B, width), None, None, None
+        grad = grad.reshape(-1, grad.shape[2]).index_select(0, ctx.out)[:, :width]
+        return grad.reshape(T, B, width), None, None, None
 
 
 class _FromLanes(torch.autograd.Function):
     """Lane outputs ``[length, lanes, H]`` back to step order ``[T, B, H]``, and ``h`` at each
-    row's last step ``[1, B, H]``; the gradient is a gather back (no scatter-add)."""
+    row's last step ``[1, B, H]``; the gradient is one gather back (no scatter-add)."""
 
     @staticmethod
-    def forward(ctx: Any, lanes: torch.Tensor,
-                where: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], steps: int,
+    def forward(ctx: Any, lanes: torch.Tensor, index: tuple[torch.Tensor, torch.Tensor], steps: int,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        source, out, pads, last = where
-        ctx.last, ctx.source, ctx.pads, ctx.shape = last, source, pads, lanes.shape
+        source, out = index
+        ctx.source, ctx.shape, ctx.steps = source, lanes.shape, out.shape[0]
         ctx.set_materialize_grads(False)
-        flat = lanes.reshape(-1, lanes.shape[2])
-        y = flat.index_select(0, out)
-        return y.view(steps, -1, y.shape[1]), flat.index_select(0, last).unsqueeze(0)
+        y = lanes.reshape(-1, lanes.shape[2]).index_select(0, out).view(steps, -1, lanes.shape[2])
+        return y, y[-1:].clone()
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor | None, grad_h: torch.Tensor | None
                  ) -> tuple[torch.Tensor | None, ...]:
         length, lanes, H = ctx.shape
-        if grad_y is not None:
-            grad = grad_y.reshape(-1, H).index_select(0, ctx.source)
-            grad.index_fill_(0, ctx.pads, 0.0)
-        elif grad_h is not None:
-            grad = grad_h.new_zeros(length * lanes, H)
-        else:
+        if grad_y is None and grad_h is None:
             return None, None, None
+        # Step order, then two zero rows that the reset and hold positions read.
+        n = ctx.steps
+        ref: torch.Tensor = grad_y if grad_y is not None else grad_h  # type: ignore[assignment]
+        rows = F.pad(grad_y.reshape(n, H), (0, 0, 0, 2)) if grad_y is not None else ref.new_zeros(n + 2, H)
         if grad_h is not None:
-            grad.index_add_(0, ctx.last, grad_h[0])
-        return grad.view(length, lanes, H), None, None
+            rows[n - grad_h.shape[1] : n] += grad_h[0]  # h is y at the last step
+        return rows.index_select(0, ctx.source).view(length, lanes, H), None, None
+
+
+class _LastStep(torch.autograd.Function):
+    """``h`` at each row's last step ``[1, B, H]`` from lane outputs ``[length, lanes, H]`` (a lower
+    layer's final h); the positions are distinct, so the gradient is a copy into zeros."""
+
+    @staticmethod
+    def forward(ctx: Any, lanes: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        ctx.last, ctx.shape = last, lanes.shape
+        return lanes.reshape(-1, lanes.shape[2]).index_select(0, last).unsqueeze(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        length, lanes, H = ctx.shape
+        out = grad.new_zeros(length * lanes, H).index_copy_(0, ctx.last, grad[0])
+        return out.view(length, lanes, H), None
 
 
 def _index_parts(plan: Lanes) -> list[np.ndarray]:
-    parts = [plan.source, plan.out, plan.pads]
+    parts = [plan.source, plan.out]
     return parts + [p for p in (plan.final_lane, plan.init_row) if p is not None]
 
 
@@ -124,30 +141,29 @@ def run_lanes(
 
     ``index`` is :func:`lane_index` of the plan on ``x``'s device, when the caller keeps one.
     """
-    T, B, _ = x.shape
-    lstm, H, lanes, length = isinstance(m, nn.LSTM), m.hidden_size, plan.lanes, plan.length
+    T, width = x.shape[0], x.shape[2]
+    lstm, lanes = isinstance(m, nn.LSTM), plan.lanes
     parts = _index_parts(plan)
     if index is None:
         index = lane_index(plan, x.device)
     bounds = np.cumsum([0, *(p.size for p in parts)]).tolist()
-    source, out, pads, *rest = (index[a:e] for a, e in itertools.pairwise(bounds))
-    last = out[(T - 1) * B :]
+    source, out, *rest = (index[a:e] for a, e in itertools.pairwise(bounds))
     final_lane = rest[0] if plan.final_lane is not None else None
     if plan.init_row is not None:
         tensors = tuple(F.pad(s, (0, 0, 0, 1)).index_select(1, rest[-1]) for s in tensors)
-    flags = torch.from_numpy(plan.flags).to(x.device, x.dtype, non_blocking=True)
     inp = _IntoLanes.apply(  # type: ignore[no-untyped-call]
-        x, flags, (source, out, pads), lanes)
+        x, (source, out), lanes, 2 if lstm else 1)
+    flags = inp[:, :, width:]  # the flag columns, for the layers above too
     per = 4 if m.bias else 2
     weights = _aten.flat_weights(m)
     finals: list[list[torch.Tensor]] = [[] for _ in tensors]
     for layer in range(m.num_layers):
         if layer:
             # The lane's own final h may come after hold / pad steps: read h at the row's last step.
-            finals[0].append(inp.reshape(-1, H).index_select(0, last).unsqueeze(0))
+            finals[0].append(_LastStep.apply(inp, out[out.shape[0] - x.shape[1] :]))  # type: ignore[no-untyped-call]
             if m.dropout and m.training:
                 inp = F.dropout(inp, m.dropout, training=True)
-            inp = torch.cat([inp, flags.view(length, lanes, -1)], dim=2)
+            inp = torch.cat([inp, flags], dim=2)
         w = weights[per * layer : per * (layer + 1)]
         w = [torch.cat([w[0], _gate_columns(m, layer, w[0])], dim=1), *w[1:]]
         hx = tensors if m.num_layers == 1 else tuple(s[layer : layer + 1] for s in tensors)
@@ -157,7 +173,7 @@ def run_lanes(
         else:
             inp, _ = _aten.gru_layer(inp, hx[0], w, bias=m.bias, training=m.training)
     y, h = _FromLanes.apply(  # type: ignore[no-untyped-call]
-        inp, (source, out, pads, last), T)
+        inp, (source, out), T)
     finals[0].append(h)
     return y, tuple(f[0] if len(f) == 1 else torch.cat(f) for f in finals)
 

@@ -18,10 +18,10 @@ class Lanes:
 
     length: int
     lanes: int
-    source: np.ndarray  # int64 [length * lanes]: the step (t * B + b) each position runs, 0 if none
+    # int64 [length * lanes]: the step (t * B + b) each position runs; T * B at a reset step,
+    # T * B + 1 at a hold step (LSTM). The gathers read those from two extra rows (see _lanes).
+    source: np.ndarray
     out: np.ndarray  # int64 [T * B]: the position of step (t, b)
-    pads: np.ndarray  # int64: the positions without a step (reset and hold steps)
-    flags: np.ndarray  # float32 [length * lanes, 1 or 2]: reset flag, then hold flag (LSTM only)
     final_lane: np.ndarray | None  # int64 [B]: the lane that ends row b (None: lane b)
     init_row: np.ndarray | None  # int64 [lanes]: the row a lane starts from, B: zeros (None: row b)
     masks_start: bool  # whether a start at t = 0 is handled here (else: mask the initial state)
@@ -31,18 +31,13 @@ def _finish(
     length: int, lanes: int, out: np.ndarray, resets: np.ndarray, lstm: bool, masks_start: bool,
     final_lane: np.ndarray | None = None, init_row: np.ndarray | None = None,
 ) -> Lanes:
-    """Fill in the source of every position and the flags: reset steps at ``resets``, and hold
-    (LSTM) or reset (GRU) steps at every other position without a step."""
-    source = np.zeros(length * lanes, dtype=np.int64)
-    source[out] = np.arange(out.size, dtype=np.int64)
-    empty = np.ones(length * lanes, dtype=bool)
-    empty[out] = False
-    flags = np.zeros((length * lanes, 2 if lstm else 1), dtype=np.float32)
-    flags[:, -1] = empty
-    if lstm:
-        flags[resets] = (1.0, 0.0)
-    return Lanes(length, lanes, source, out, np.flatnonzero(empty), flags, final_lane, init_row,
-                 masks_start)
+    """Fill in the source of every position: reset steps at ``resets``, and hold (LSTM) or reset
+    (GRU) steps at every other position without a step."""
+    steps = out.size
+    source = np.full(length * lanes, steps + 1 if lstm else steps, dtype=np.int64)
+    source[resets] = steps
+    source[out] = np.arange(steps, dtype=np.int64)
+    return Lanes(length, lanes, source, out, final_lane, init_row, masks_start)
 
 
 def plan_padded(starts: np.ndarray, lstm: bool) -> Lanes:
