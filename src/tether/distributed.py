@@ -53,6 +53,7 @@ __all__ = [
     "broadcast_module",
     "combine_moments",
     "env_seed",
+    "gather_objects",
     "init",
     "is_main_process",
     "masked_mean_std",
@@ -266,6 +267,18 @@ def all_gather_objects(value: Any) -> list[Any]:
         return [value]
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, value)
+    return out
+
+
+def gather_objects(value: Any, dst: int = 0) -> list[Any] | None:
+    """Every rank's ``value`` (picklable) on rank ``dst``, in rank order; ``None`` on the others.
+
+    Call it on every rank (it is a collective). ``[value]`` in a single process.
+    """
+    if not _active():
+        return [value]
+    out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == dst else None
+    dist.gather_object(value, out, dst=dst)
     return out
 
 
