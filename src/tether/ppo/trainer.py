@@ -332,8 +332,14 @@ class RecurrentPPO:
         """
         own = self._rank_state()
         parts = distributed.gather_objects(own if self.dist.world_size == 1 else _to_cpu(own))
-        if parts is None:  # not rank 0: it wrote its part into rank 0's file
-            return Path(path)
+        try:
+            if parts is None:  # not rank 0: its part goes into rank 0's file
+                return Path(path)
+            return self._write(own, parts[1:], path)
+        finally:
+            distributed.barrier()  # no rank reads the file before it is whole
+
+    def _write(self, own: dict[str, Any], others: list[Any], path: str | Path) -> Path:
         payload = {
             "config": self.config.to_dict(),
             "policy": self.policy.state_dict(),
@@ -343,7 +349,7 @@ class RecurrentPPO:
             "elapsed": self._logger.elapsed if self._logger is not None else self._elapsed,
             **own,
             "world_size": self.dist.world_size,
-            "ranks": parts[1:],
+            "ranks": others,
         }
         return save_checkpoint(payload, path)
 
