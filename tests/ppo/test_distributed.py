@@ -134,3 +134,43 @@ def test_resume_on_another_number_of_ranks_is_refused(job: dict[str, Any]) -> No
     with pytest.raises(ConfigError, match=r"trained on 2 rank\(s\) and cannot continue on 1; resume it"
                                           r" on 2 \(tether train --resume DIR --nproc 2\)"):
         RecurrentPPO.resume(job["out"] / "split")
+
+
+# ---- the command line ------------------------------------------------------------------------
+def test_tether_train_nproc_launches_torchrun(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tether train --nproc 2` runs torchrun with 2 ranks; resuming on 3 is refused before launching."""
+    run = tmp_path / "cli"
+    flags = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
+             "--minibatch-envs", "1", "--hidden-size", "8", "--encoder-size", "8", "--no-progress",
+             "--no-eval", "--run-dir", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+           "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-m", "tether", "train", "--nproc", "2", *flags], env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trained 64 steps in" in done.stdout
+    assert "on 2 ranks); run folder:" in done.stdout
+    assert len((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["world_size"] == 2
+
+    from tether.cli import main  # noqa: PLC0415
+
+    assert main(["train", "--resume", str(run), "--nproc", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("trained on 2 rank(s) and cannot continue on 3; resume it on 2"
+                        " (tether train --resume DIR --nproc 2)")
+    assert len(err.splitlines()) == 1
+
+
+def test_nproc_flag_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--nproc 0, and --nproc disagreeing with the torchrun that started the process, exit 2 in one line."""
+    from tether.cli import _without_nproc, main  # noqa: PLC0415
+
+    assert _without_nproc(["train", "--nproc", "2", "--seed", "1", "--nproc=4"]) == ["train", "--seed", "1"]
+    assert main(["train", "--nproc", "0"]) == 2
+    assert capsys.readouterr().err == "tether train: error: --nproc: expected 1 or more processes, got 0\n"
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert main(["train", "--nproc", "2"]) == 2
+    assert capsys.readouterr().err == ("tether train: error: --nproc 2: this process is one of 3 started by"
+                                       " torchrun; drop --nproc (torchrun --nproc-per-node sets the count)\n")
