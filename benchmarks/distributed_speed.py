@@ -91,6 +91,7 @@ def main() -> None:
     if args.worker is not None:
         _worker(args.worker, args.num_envs, args.steps, args.seed)
         return
+    commit = _commit()  # the code as it is when the runs start
     variants = {"1 rank x 8 envs": (1, 8), "2 ranks x 4 envs": (2, 4)}
     load_before = os.getloadavg()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -109,7 +110,7 @@ def main() -> None:
         "median_steps_per_second": medians,
         "ratio_2x4_over_1x8": medians["2 ranks x 4 envs"] / medians["1 rank x 8 envs"],
         "runs": runs,
-        "commit": _commit(),
+        "commit": commit,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "gymnasium": gymnasium.__version__},
         "hardware": {"machine": platform.machine(), "processor": platform.processor() or "unknown",
