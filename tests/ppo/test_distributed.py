@@ -42,17 +42,30 @@ def _load_job_module() -> Any:
     return module
 
 
+CLI_FLAGS = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
+             "--minibatch-envs", "1", "--hidden-size", "8", "--encoder-size", "8", "--no-progress",
+             "--no-eval"]
+
+
+def _python_path() -> str:
+    return os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 @pytest.fixture(scope="module")
 def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the 2-rank job once; every rank's results and the job's folder."""
+    """Run the 2-rank job, and `tether train --nproc 2` beside it, once; what each gave."""
     out = tmp_path_factory.mktemp("dist")
+    cli_env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONPATH": _python_path()}
+    # started first and waited for last: the two launches overlap their start-up
+    cli = subprocess.Popen([sys.executable, "-m", "tether", "train", "--nproc", "2", *CLI_FLAGS,
+                            "--run-dir", str(out / "cli")], env=cli_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
     port = _free_port()
     procs = []
     for rank in range(WORLD):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(WORLD),
                "LOCAL_WORLD_SIZE": str(WORLD), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-               "OMP_NUM_THREADS": "1", "TETHER_MODE": "strict",
-               "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
+               "OMP_NUM_THREADS": "1", "TETHER_MODE": "strict", "PYTHONPATH": _python_path()}
         procs.append(subprocess.Popen([sys.executable, str(HERE / "_dist_job.py"), str(out)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     logs = [p.communicate(timeout=240)[0] for p in procs]
@@ -60,7 +73,8 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
               if p.returncode != 0]
     assert not failed, "\n".join(failed)
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
-    return {"out": out, "ranks": ranks}
+    cli_out, cli_err = cli.communicate(timeout=240)
+    return {"out": out, "ranks": ranks, "cli": (cli.returncode, cli_out, cli_err)}
 
 
 def test_the_job_ran_on_two_gloo_ranks(job: dict[str, Any]) -> None:
@@ -137,19 +151,13 @@ def test_resume_on_another_number_of_ranks_is_refused(job: dict[str, Any]) -> No
 
 
 # ---- the command line ------------------------------------------------------------------------
-def test_tether_train_nproc_launches_torchrun(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tether_train_nproc_launches_torchrun(job: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     """`tether train --nproc 2` runs torchrun with 2 ranks; resuming on 3 is refused before launching."""
-    run = tmp_path / "cli"
-    flags = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
-             "--minibatch-envs", "1", "--hidden-size", "8", "--encoder-size", "8", "--no-progress",
-             "--no-eval", "--run-dir", str(run)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-           "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    done = subprocess.run([sys.executable, "-m", "tether", "train", "--nproc", "2", *flags], env=env,
-                          capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "trained 64 steps in" in done.stdout
-    assert "on 2 ranks); run folder:" in done.stdout
+    run = job["out"] / "cli"
+    code, stdout, stderr = job["cli"]
+    assert code == 0, stdout + stderr
+    assert "trained 64 steps in" in stdout
+    assert "on 2 ranks); run folder:" in stdout
     assert len((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 1
     assert torch.load(run / "checkpoint.pt", weights_only=True)["world_size"] == 2
 
