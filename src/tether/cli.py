@@ -3,6 +3,9 @@
 ``tether train`` takes every :class:`~tether.ppo.PPOConfig` setting as a flag (``--n-steps 64``),
 built from the setting's type, and from a TOML file (``--config run.toml``; flags win);
 ``--resume RUN_DIR`` continues a run from its last checkpoint, in RUN_DIR wherever it now is.
+``tether train --nproc N`` trains data-parallel on N processes of this machine (it starts
+``torchrun --standalone --nproc-per-node N -m tether train ...`` with the other arguments);
+``torchrun ... -m tether train ...`` does the same on any cluster (docs/scaling.md).
 ``tether eval CHECKPOINT`` runs deterministic episodes; ``tether plot RUN ...`` draws learning
 curves of one or more runs side by side.
 
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -114,6 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue the run saved in RUN_DIR (it keeps its settings and env)")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    train.add_argument("--nproc", type=int, default=None, metavar="N",
+                       help="train data-parallel on N processes of this machine (via torchrun; num_envs"
+                            " is per process)")
     _add_config_flags(train)
 
     evaluate = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
@@ -148,8 +156,67 @@ def _summary_line(result: Any) -> str:
             f" {result['mean_return']:.3g} +- {result['std_return']:.3g}")
 
 
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` minus ``--nproc N`` / ``--nproc=N`` (what each launched process gets)."""
+    out: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
+def _check_launch(args: argparse.Namespace) -> None:
+    """Refuse in one line, before starting any process, what every rank would refuse."""
+    from tether.ppo.checkpoint import load_checkpoint  # noqa: PLC0415
+
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc: expected 1 or more processes, got {args.nproc}")
+    overrides = _overrides(args)
+    if args.resume is not None:
+        source = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
+        saved = load_checkpoint(source).get("world_size", 1)
+        if saved != args.nproc:
+            raise ConfigError(f"{source}: this run was trained on {saved} rank(s) and cannot continue on"
+                              f" {args.nproc}; resume it on {saved}"
+                              f" (tether train --resume DIR --nproc {saved})")
+    elif args.config is not None:
+        PPOConfig.from_toml(args.config, **merge_settings(PRESETS[args.preset] if args.preset else {},
+                                                          overrides))
+    elif args.preset is not None:
+        PPOConfig.from_preset(args.preset, **overrides)
+    else:
+        PPOConfig.from_dict(overrides, source="flags")
+
+
+def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run ``tether train`` (``argv`` minus ``--nproc``) on ``args.nproc`` local processes via torchrun."""
+    _check_launch(args)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={args.nproc}", "-m", "tether", *_without_nproc(argv)]
+    return subprocess.run(command, check=False).returncode
+
+
 def _train(args: argparse.Namespace) -> int:
-    from tether.ppo import RecurrentPPO  # noqa: PLC0415 (keeps `tether --help` fast)
+    from tether import distributed  # noqa: PLC0415 (keeps `tether --help` fast)
+
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if args.nproc is not None and args.nproc != launched and "WORLD_SIZE" in os.environ:
+        raise ConfigError(f"--nproc {args.nproc}: this process is one of {launched} started by torchrun;"
+                          " drop --nproc (torchrun --nproc-per-node sets the count)")
+    try:
+        return _train_here(args)
+    finally:
+        distributed.shutdown()
+
+
+def _train_here(args: argparse.Namespace) -> int:
+    from tether import distributed  # noqa: PLC0415
+    from tether.ppo import RecurrentPPO  # noqa: PLC0415
 
     overrides = _overrides(args)
     if args.resume is not None:
@@ -163,10 +230,15 @@ def _train(args: argparse.Namespace) -> int:
         trainer = RecurrentPPO(PPOConfig.from_preset(args.preset, **overrides))
     else:
         trainer = RecurrentPPO(PPOConfig.from_dict(overrides, source="flags"))
+    main_process = distributed.is_main_process()
     try:
         summary = trainer.train()
+        if not main_process:  # rank 0 reports, evaluates and plots
+            return 0
+        ranks = distributed.world_size()
         print(f"trained {summary['steps']} steps in {summary['time']:.1f} s"
-              f" ({summary['steps_per_second']:.0f} steps/s); run folder: {trainer.run_dir}")
+              f" ({summary['steps_per_second']:.0f} steps/s{f' on {ranks} ranks' if ranks > 1 else ''});"
+              f" run folder: {trainer.run_dir}")
         if not args.no_eval:
             result = trainer.evaluate(trainer.config.eval_episodes)
             print(_summary_line(result))
@@ -222,15 +294,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     exits with status 2, touching nothing on disk. Any other exception is a bug: it propagates
     with its traceback.
     """
-    args = _build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = _build_parser().parse_args(raw)
+    if args.command == "train" and args.nproc not in (None, 1) and "WORLD_SIZE" not in os.environ:
+        try:
+            return _launch(args, raw)
+        except (TetherError, FileNotFoundError) as err:
+            print(f"tether train: error: {_one_line(err)}", file=sys.stderr)
+            return 2
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {"train": _train, "eval": _eval,
                                                                 "plot": _plot, "bench": bench_cli.run}
     try:
         return int(handlers[args.command](args))
     except (TetherError, FileNotFoundError) as err:
-        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"tether {args.command}: error: {text}", file=sys.stderr)
+        print(f"tether {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -115,9 +115,9 @@ class PPOConfig:
         factory=list, metadata={"help": "modules to import before making the env (they register its id)"})
     env_kwargs: dict[str, Any] = attrs.field(
         factory=dict, metadata={"help": "keyword arguments for the env (a TOML table; flag: key=value)"})
-    num_envs: int = _f(8, "parallel environments", validator=_positive)
+    num_envs: int = _f(8, "parallel environments (per rank on several processes)", validator=_positive)
     vector: Literal["sync", "async"] = _f("sync", "vector env kind: sync or async")
-    total_steps: int = _f(50_000, "environment steps to train for (all envs together)",
+    total_steps: int = _f(50_000, "environment steps to train for (all envs of all ranks together)",
                           validator=_positive)
     seed: int = _f(0, "seed of torch, numpy and the envs")
     device: str = _f("cpu", "torch device (cpu, cuda, cuda:1, ...)")
@@ -130,7 +130,8 @@ class PPOConfig:
     gamma: float = _f(0.99, "discount factor", validator=_fraction)
     gae_lambda: float = _f(0.98, "GAE lambda", validator=_fraction)
     n_epochs: int = _f(10, "optimisation epochs per rollout", validator=_positive)
-    minibatch_envs: int = _f(2, "env-sequences per minibatch", validator=_positive)
+    minibatch_envs: int = _f(2, "env-sequences per minibatch (per rank on several processes)",
+                             validator=_positive)
     seq_len: int = _f(0, "sequence length of a minibatch chunk (0: the whole rollout per env)")
     clip_range: float = _f(0.2, "PPO policy clip range", validator=_positive)
     clip_range_vf: float | None = _f(None, "value clip range (none: no value clipping)",

@@ -7,6 +7,18 @@ current weights (``evaluate_actions`` restarts rows at their episode starts), so
 recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic, hold tensors and
 plain data only, and a resumed run continues exactly as an uninterrupted one would (the envs'
 live episodes are replayed: see ``tether.envs.factory`` and docs/training.md).
+
+Data-parallel (``torchrun --nproc-per-node N -m tether train``, see docs/scaling.md): each rank
+runs ``num_envs`` envs of its own (torch seed ``seed + rank``, env seeds ``seed + rank × num_envs
++ i``), its own clock and hidden states, and the same weights; every minibatch's gradients are
+averaged over the ranks by one explicit all-reduce of ``.grad`` after ``backward``, each rank
+weighted by its minibatch's real steps, so an update equals one process's update on the union of
+the ranks' minibatches. No DDP wrapper: the policy stays the plain module, with its lifecycle API
+(``initial_state``, ``act``, ``evaluate_actions``) and the exact recurrent replay untouched.
+Advantages are normalised per minibatch with the mean / std over all ranks' minibatches; the
+observation normaliser's statistics are combined over the ranks after every rollout. Rank 0
+alone writes metrics, checkpoints and plots; the checkpoint holds every rank's collector, env and
+RNG state, and a run resumes only on as many ranks as it was trained on.
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tether.envs.factory import env_state, load_env_state, make_vector_env
+from tether import distributed
+from tether.envs.factory import env_state, load_env_state, make_vector_env, obs_normalizer
 from tether.errors import CheckpointError, ConfigError
 from tether.modes import mode
 from tether.nets import FactoredRecurrentActorCritic
@@ -29,9 +42,9 @@ from tether.nets.memoryless import MemorylessPolicy
 from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
 from tether.ppo.config import PPOConfig
 from tether.ppo.evaluation import EvalSummary, evaluate_policy
-from tether.ppo.loss import ppo_loss
+from tether.ppo.loss import PPOLoss, ppo_loss
 from tether.ppo.metrics import MetricsLogger
-from tether.rollout import RecurrentRolloutBuffer, RolloutCollector
+from tether.rollout import RecurrentRolloutBuffer, RolloutCollector, SequenceMinibatch
 
 __all__ = ["RecurrentPPO"]
 
@@ -101,11 +114,12 @@ class RecurrentPPO:
     def __init__(self, config: PPOConfig, *, policy: nn.Module | None = None,
                  progress: bool | None = None) -> None:
         self.config = config
-        self.progress = config.progress if progress is None else progress
+        self.dist = distributed.init(config.device)  # one process: nothing to join
+        self.progress = (config.progress if progress is None else progress) and self.dist.is_main
         self.run_dir = Path(config.run_dir)
-        _seed_everything(config.seed)
+        _seed_everything(distributed.rank_seed(config.seed))
         torch.set_num_threads(config.torch_threads)
-        self.device = torch.device(config.device)
+        self.device = self.dist.device
         self.venv = make_vector_env(config.env_id, config.num_envs, vector=config.vector,
                                     normalize_obs=config.normalize_obs, env_kwargs=config.env_kwargs,
                                     env_imports=config.env_imports)
@@ -118,13 +132,16 @@ class RecurrentPPO:
         # A module following RecurrentPolicy: the protocol's methods and nn.Module's both.
         self.policy: Any = cast(Any, policy if policy is not None else self._build_policy())
         self.policy.to(self.device)
+        distributed.broadcast_module(self.policy)  # every rank starts from rank 0's weights
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate, eps=1e-5,
                                           foreach=True)
         self.collector = RolloutCollector(self.venv, self.policy, config.n_steps,
                                           chunk_len=config.seq_len or None, device=self.device,
                                           action_mask="action_mask" if config.action_masks else None,
-                                          seed=config.seed)
-        self.generator = torch.Generator().manual_seed(config.seed)
+                                          seed=distributed.env_seed(config.seed, config.num_envs))
+        self.generator = torch.Generator().manual_seed(distributed.rank_seed(config.seed))
+        norm = obs_normalizer(self.venv)
+        self._obs_sync = None if norm is None else distributed.RunningStatsSync(norm.obs_rms)
         self.update = 0
         self.steps = 0
         self._elapsed = 0.0
@@ -142,9 +159,13 @@ class RecurrentPPO:
 
     @property
     def num_updates(self) -> int:
-        """Updates in the whole run: ``ceil(total_steps / (n_steps × num_envs))``."""
-        per = self.config.n_steps * self.config.num_envs
+        """Updates in the whole run: ``ceil(total_steps / (n_steps × num_envs × ranks))``."""
+        per = self._steps_per_update
         return -(-self.config.total_steps // per)
+
+    @property
+    def _steps_per_update(self) -> int:
+        return self.config.n_steps * self.config.num_envs * self.dist.world_size
 
     # ------------------------------------------------------------------------------------------
     def train(self, *, max_updates: int | None = None) -> dict[str, Any]:
@@ -161,9 +182,11 @@ class RecurrentPPO:
             this run's training seconds (across resumes), not the evaluation.
         """
         c = self.config
-        self._logger = MetricsLogger(self.run_dir, total_steps=self.num_updates * c.n_steps * c.num_envs,
-                                     progress=self.progress, start_step=self.steps, elapsed=self._elapsed,
-                                     truncate=self.steps > 0)
+        started = time.perf_counter() - self._elapsed
+        if self.dist.is_main:  # the other ranks write nothing
+            self._logger = MetricsLogger(self.run_dir, total_steps=self.num_updates * self._steps_per_update,
+                                         progress=self.progress, start_step=self.steps,
+                                         elapsed=self._elapsed, truncate=self.steps > 0)
         stop = self.num_updates if max_updates is None else min(self.num_updates, self.update + max_updates)
         last_return = None
         try:
@@ -176,9 +199,10 @@ class RecurrentPPO:
                         self.save(self.run_dir / "checkpoint.pt")
             self.save(self.run_dir / "checkpoint.pt")
         finally:
-            self._elapsed = self._logger.elapsed
-            self._logger.close()
-            self._logger = None
+            self._elapsed = time.perf_counter() - started if self._logger is None else self._logger.elapsed
+            if self._logger is not None:
+                self._logger.close()
+                self._logger = None
         return {"steps": self.steps, "updates": self.update, "time": self._elapsed,
                 "steps_per_second": self.steps / max(self._elapsed, 1e-9), "last_return": last_return}
 
@@ -190,25 +214,29 @@ class RecurrentPPO:
         started = time.perf_counter()
         self.policy.eval()
         buffer = self.collector.collect()
+        if self._obs_sync is not None:
+            self._obs_sync.sync()  # every rank continues with all ranks' observation statistics
         if c.reward_scale != 1.0:
             buffer.rewards.mul_(c.reward_scale)  # the value head learns scaled returns throughout
-        self.steps += c.n_steps * c.num_envs
+        self.steps += self._steps_per_update
         self.policy.train()
         buffer.compute_advantages(c.gamma, c.gae_lambda)
         stats = self._optimise(buffer)
         self.update += 1
-        returns = self.collector.episode_returns
+        tallies = distributed.all_gather_objects((self.collector.episode_returns,
+                                                  self.collector.episode_lengths))
+        returns = [r for rank_returns, _ in tallies for r in rank_returns]
+        lengths = [n for _, rank_lengths in tallies for n in rank_lengths]
         record = {
             "update": self.update,
             "ep_return": float(np.mean(returns)) if returns else None,
-            "ep_length": float(np.mean(self.collector.episode_lengths)) if returns else None,
+            "ep_length": float(np.mean(lengths)) if returns else None,
             "episodes": len(returns),
             "lr": self.optimizer.param_groups[0]["lr"],
             "update_seconds": time.perf_counter() - started,
             **stats,
         }
-        assert self._logger is not None
-        return self._logger.log(self.steps, record)
+        return record if self._logger is None else self._logger.log(self.steps, record)
 
     def _optimise(self, buffer: RecurrentRolloutBuffer) -> dict[str, float]:
         c = self.config
@@ -221,30 +249,55 @@ class RecurrentPPO:
             epochs += 1
             kls = []
             for mb in buffer.minibatches(num_minibatches, generator=self.generator):
-                out = self.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts,
-                                                   mb.initial_state, mb.action_masks)
-                losses = ppo_loss(
-                    log_probs=out.log_prob, old_log_probs=mb.log_probs, advantages=mb.advantages,
-                    values=out.value, old_values=mb.values, returns=mb.returns, entropy=out.entropy,
-                    loss_mask=mb.loss_mask, clip_range=c.clip_range, clip_range_vf=c.clip_range_vf,
-                    vf_coef=c.vf_coef, ent_coef=c.ent_coef, normalize_advantage=c.normalize_advantage)
-                self.optimizer.zero_grad(set_to_none=True)
-                losses.loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
-                nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
-                self.optimizer.step()
+                losses = self._learn_minibatch(mb)
                 parts = losses._asdict()
                 for key, values in totals.items():
                     values.append(float(parts[key]))
                 kls.append(float(losses.approx_kl))
-            if c.target_kl is not None and float(np.mean(kls)) > 1.5 * c.target_kl:
+            # Every rank takes the same decision, or one would wait for the others' all-reduce.
+            kl = distributed.mean_across_ranks([float(np.mean(kls))])[0]
+            if c.target_kl is not None and distributed.any_rank(kl > 1.5 * c.target_kl):
                 break
+        names = list(totals)
+        means = distributed.mean_across_ranks([float(np.mean(totals[k])) for k in names])
+        return {**dict(zip(names, means, strict=True)), "epochs": epochs,
+                "explained_variance": self._explained_variance(buffer)}
+
+    def _learn_minibatch(self, mb: SequenceMinibatch) -> PPOLoss:
+        """One optimiser step on a minibatch (on N ranks: on the union of the ranks' minibatches)."""
+        c = self.config
+        out = self.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state,
+                                           mb.action_masks)
+        advantages, normalize, weight = mb.advantages, c.normalize_advantage, 1.0
+        if self.dist.world_size > 1:
+            # The mean / std over all ranks' minibatches (one process normalises over its own).
+            if normalize:
+                mean, std, _ = distributed.masked_mean_std(mb.advantages, mb.loss_mask)
+                advantages, normalize = (mb.advantages - mean) / (std + 1e-8), False
+            weight = float(mb.loss_mask.sum())  # each loss is a mean over this rank's real steps
+        losses = ppo_loss(
+            log_probs=out.log_prob, old_log_probs=mb.log_probs, advantages=advantages,
+            values=out.value, old_values=mb.values, returns=mb.returns, entropy=out.entropy,
+            loss_mask=mb.loss_mask, clip_range=c.clip_range, clip_range_vf=c.clip_range_vf,
+            vf_coef=c.vf_coef, ent_coef=c.ent_coef, normalize_advantage=normalize)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
+        distributed.average_gradients(self.policy.parameters(), weight=weight)
+        nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        return losses
+
+    def _explained_variance(self, buffer: RecurrentRolloutBuffer) -> float:
         assert buffer.returns is not None
         valid = torch.from_numpy(buffer.valid).to(buffer.device)  # the flags live on the host
         predicted, returns = buffer.values[valid], buffer.returns[valid]
+        if self.dist.world_size > 1:  # over every rank's steps
+            ones = torch.ones_like(returns, dtype=torch.bool)
+            _, std, _ = distributed.masked_mean_std(returns, ones)
+            _, rstd = distributed.masked_mean_std(returns - predicted, ones)[:2]
+            return float("nan") if float(std) == 0 else 1.0 - float(rstd) ** 2 / float(std) ** 2
         var = float(returns.var()) if returns.numel() > 1 else 0.0
-        explained = float("nan") if var == 0 else 1.0 - float((returns - predicted).var()) / var
-        return {**{k: float(np.mean(v)) for k, v in totals.items()}, "epochs": epochs,
-                "explained_variance": explained}
+        return float("nan") if var == 0 else 1.0 - float((returns - predicted).var()) / var
 
     # ------------------------------------------------------------------------------------------
     def evaluate(self, episodes: int = 20, *, seed: int = 10_000, deterministic: bool = True,
@@ -270,9 +323,23 @@ class RecurrentPPO:
         live run (hidden state, clock, last observation, tallies) and the envs' live episodes as
         replayable records (start and actions) with the observation statistics.
 
+        On N ranks every rank must call it (their states are gathered to rank 0, which alone
+        writes the file): the top-level ``rng`` / ``collector`` / ``envs`` are rank 0's, and
+        ``ranks`` holds those of ranks 1 .. N-1.
+
         Returns:
-            The path written.
+            The path written (on every rank).
         """
+        own = self._rank_state()
+        parts = distributed.gather_objects(own if self.dist.world_size == 1 else _to_cpu(own))
+        try:
+            if parts is None:  # not rank 0: its part goes into rank 0's file
+                return Path(path)
+            return self._write(own, parts[1:], path)
+        finally:
+            distributed.barrier()  # no rank reads the file before it is whole
+
+    def _write(self, own: dict[str, Any], others: list[Any], path: str | Path) -> Path:
         payload = {
             "config": self.config.to_dict(),
             "policy": self.policy.state_dict(),
@@ -280,6 +347,15 @@ class RecurrentPPO:
             "update": self.update,
             "steps": self.steps,
             "elapsed": self._logger.elapsed if self._logger is not None else self._elapsed,
+            **own,
+            "world_size": self.dist.world_size,
+            "ranks": others,
+        }
+        return save_checkpoint(payload, path)
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What is this rank's own: its RNGs, its collector's live run and its envs' episodes."""
+        return {
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(legacy=False),
                     "python": random.getstate(), "generator": self.generator.get_state(),
                     # actions sampled on a GPU draw from its generator
@@ -287,7 +363,6 @@ class RecurrentPPO:
             "collector": self.collector.state_dict(),
             "envs": env_state(self.venv, self.collector.venv.autoreset_pending),
         }
-        return save_checkpoint(payload, path)
 
     @classmethod
     def load(cls, path: str | Path, *, progress: bool | None = None, **overrides: Any) -> RecurrentPPO:
@@ -317,6 +392,11 @@ class RecurrentPPO:
             raise CheckpointError(f"{source}: the payload is corrupt (its config or policy is not a table)")
         settings = {**data["config"], "run_dir": str(source.parent), **overrides}
         config = PPOConfig.from_dict(settings, source=str(source))
+        saved, now = data.get("world_size", 1), distributed.init(config.device).world_size
+        if saved != now:
+            raise ConfigError(
+                f"{source}: this run was trained on {saved} rank(s) and cannot continue on {now};"
+                f" resume it on {saved} (tether train --resume DIR --nproc {saved})")
         trainer = cls(config, progress=progress)
         try:
             trainer._restore(data, source)
@@ -335,9 +415,12 @@ class RecurrentPPO:
             self.optimizer.load_state_dict(data["optimizer"])
             self.update, self.steps = int(data["update"]), int(data["steps"])
             self._elapsed = float(data["elapsed"])
-            self.collector.load_state_dict(data["collector"])
-            load_env_state(self.venv, data["envs"])
-            rng = data["rng"]
+            own = data if self.dist.rank == 0 else data["ranks"][self.dist.rank - 1]
+            self.collector.load_state_dict(own["collector"])
+            load_env_state(self.venv, own["envs"])
+            if self._obs_sync is not None:
+                self._obs_sync.rebase()
+            rng = own["rng"]
             torch.set_rng_state(rng["torch"])
             np.random.set_state(rng["numpy"])
             random.setstate(_as_tuples(rng["python"]))
@@ -373,6 +456,17 @@ class RecurrentPPO:
             self._logger.close()
             self._logger = None
         self.collector.venv.close()
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor on the CPU (what rank 0 gathers and writes)."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _as_tuples(value: Any) -> Any:
