@@ -19,6 +19,11 @@ PUBLIC = {
 }
 
 PACKAGES = {
+    "tether.bench": {"add_parser", "run"},
+    "tether.distributed": {"DistContext", "RunningStats", "RunningStatsSync", "all_gather_objects", "any_rank",
+                           "average_gradients", "barrier", "broadcast_module", "combine_moments", "env_seed",
+                           "gather_objects", "init", "is_main_process", "masked_mean_std", "mean_across_ranks",
+                           "rank", "rank_seed", "shutdown", "sum_across_ranks", "world_size"},
     "tether.clock": {"EpisodeClock"},
     "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"},
     "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
