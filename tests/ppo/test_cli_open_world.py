@@ -26,6 +26,10 @@ TINY = ["--num-envs", "2", "--n-steps", "8", "--n-epochs", "1", "--minibatch-env
 CLI_IDS = [
     ["--env-id", "tether_toys:toys/Cue-Box-v0"],
     ["--env-import", "tether_toys", "--env-id", "toys/Cue-DictFlat-v0", "--env-kwarg", "delay=2"],
+    ["--env-id", "tether_toys:toys/Cue-Discrete-v0"],
+    ["--env-id", "tether_toys:toys/Cue-MultiDiscrete-v0"],
+    ["--env-id", "tether_toys:toys/Cue-Tuple-v0"],
+    ["--env-id", "tether_toys:toys/Cue-DictDiscrete-v0"],
 ]
 
 
@@ -40,7 +44,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["policy"]
 
 
-@pytest.mark.parametrize("env_args", CLI_IDS, ids=["module-colon-id", "env-import-flatten-dict"])
+@pytest.mark.parametrize("env_args", CLI_IDS, ids=["module-colon-id", "env-import-flatten-dict", "discrete",
+                                                    "multi-discrete", "tuple", "dict-of-discrete"])
 def test_train_resume_elsewhere_eval(env_args: list[str], toys: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:

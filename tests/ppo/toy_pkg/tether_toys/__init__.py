@@ -34,6 +34,16 @@ OBSERVATIONS: dict[str, Callable[[int], Encoder]] = {
                                     "blank": spaces.Box(0.0, 1.0, (1,), np.float32)}),
                        lambda cue, n: {"cue": np.zeros(n, np.float32) if cue is None else _one_hot(cue, n),
                                        "blank": np.full(1, float(cue is None), np.float32)}),
+    # The cue as a Discrete index (n: no cue shown), and as parts of MultiDiscrete / Tuple / Dict spaces.
+    "Discrete": lambda n: (spaces.Discrete(n + 1), lambda cue, n: np.int64(n if cue is None else cue)),
+    "MultiDiscrete": lambda n: (spaces.MultiDiscrete([n + 1, 2]),
+                                lambda cue, n: np.array([n if cue is None else cue, int(cue is None)])),
+    "Tuple": lambda n: (spaces.Tuple((spaces.Discrete(n + 1), spaces.Box(0.0, 1.0, (1,), np.float32))),
+                        lambda cue, n: (np.int64(n if cue is None else cue),
+                                        np.full(1, float(cue is None), np.float32))),
+    "DictDiscrete": lambda n: (spaces.Dict({"cue": spaces.Discrete(n + 1), "phase": spaces.MultiBinary(1)}),
+                               lambda cue, n: {"cue": np.int64(n if cue is None else cue),
+                                               "phase": np.array([int(cue is None)], np.int8)}),
 }
 
 
