@@ -50,6 +50,7 @@ def run(seed: int, nproc: int, num_envs: int, extra: list[str]) -> dict[str, Any
         result = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
         lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     trained = next(line for line in done.stdout.splitlines() if line.startswith("trained"))
+    trained = trained.split("; run folder:")[0]  # a temporary folder: no machine path in results
     return {"seed": seed, "mean_return": result["mean_return"], "passed": result["mean_return"] >= BAR,
             "updates": len(lines), "trained": trained}
 
