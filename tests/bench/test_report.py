@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tether.bench import provenance
-from tether.bench._extras import MissingExtraError
 from tether.bench.report import load_results, render_table, summarise, write_report
+from tether.errors import MissingDependencyError
 
 
 def test_rows_per_task_and_variant(ran: Path) -> None:
@@ -94,7 +94,7 @@ def test_no_results_is_one_line(tmp_path: Path) -> None:
 def test_plots_without_matplotlib_is_one_line(ran: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without matplotlib the plots refuse in one line naming the extra; --no-plots still reports."""
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(MissingExtraError, match=r"tether bench plots needs matplotlib, which is not"
+    with pytest.raises(MissingDependencyError, match=r"tether bench plots needs matplotlib, which is not"
                                                 r" installed; pip install 'tether-rl\[bench\]'"):
         write_report(ran, n_resamples=50)
     assert [p.name for p in write_report(ran, plots=False, n_resamples=50)] == ["summary.json", "summary.md"]
@@ -103,5 +103,5 @@ def test_plots_without_matplotlib_is_one_line(ran: Path, monkeypatch: pytest.Mon
 def test_statistics_without_scipy_is_one_line(ran: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without scipy the report refuses in one line naming the extra."""
     monkeypatch.setitem(sys.modules, "scipy.stats", None)
-    with pytest.raises(MissingExtraError, match=r"tether bench statistics needs scipy"):
+    with pytest.raises(MissingDependencyError, match=r"tether bench statistics needs scipy"):
         write_report(ran, plots=False)

@@ -20,7 +20,6 @@ from tether.nets import FactoredRecurrentActorCritic
 from tether.nets.actor_critic import _recurrent
 from tether.nets.heads import FactoredHeads, orthogonal_init, value_head
 from tether.rollout import RolloutCollector
-from tether.rollout._obs import tree_leaves
 
 SPACES: dict[str, spaces.Space[Any]] = {
     "box": spaces.Box(-1.0, 1.0, (3,)),
@@ -59,6 +58,15 @@ class SpaceEnv(gym.Env[Any, np.int64]):
         return self.observation_space.sample(), 0.0, self._t >= self.length, False, {}
 
 
+
+def _leaves(tree: Any) -> list[Any]:
+    """The leaves of a stored observation tree (dicts and tuples), in order."""
+    if isinstance(tree, dict):
+        return [leaf for value in tree.values() for leaf in _leaves(value)]
+    if isinstance(tree, tuple):
+        return [leaf for value in tree for leaf in _leaves(value)]
+    return [tree]
+
 def _venv(space: spaces.Space[Any], num_envs: int = 3) -> gym.vector.VectorEnv:
     return gym.vector.SyncVectorEnv([lambda i=i: SpaceEnv(space, length=3 + i) for i in range(num_envs)])
 
@@ -74,7 +82,7 @@ def test_round_trip_act_buffer_evaluate_actions(name: str) -> None:
         collector = RolloutCollector(_venv(space), policy, 10, chunk_len=5, seed=0)
         buffer = collector.collect()
         buffer.compute_advantages()
-        assert [leaf.dtype for leaf in tree_leaves(buffer.obs)] == STORED[name]
+        assert [leaf.dtype for leaf in _leaves(buffer.obs)] == STORED[name]
         mb = next(buffer.minibatches(1))
         out = policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state)
     assert mb.episode_starts[1:].any()  # episodes restart inside the replayed chunks

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tether.cli import main
+from tether.cli import _without_nproc, main
 from tether.ppo import read_metrics
 
 TINY = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
@@ -94,3 +94,15 @@ def test_unknown_toml_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     config.write_text("gama = 0.9\n", encoding="utf-8")
     assert main(["train", "--config", str(config)]) == 2
     assert "unknown setting 'gama'; did you mean 'gamma'" in capsys.readouterr().err
+
+
+def test_nproc_flag_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--nproc 0, and --nproc disagreeing with the torchrun that started the process, exit 2 in one line."""
+    assert _without_nproc(["train", "--nproc", "2", "--seed", "1", "--nproc=4"]) == ["train", "--seed", "1"]
+    assert main(["train", "--nproc", "0"]) == 2
+    assert capsys.readouterr().err == "tether train: error: --nproc: expected 1 or more processes, got 0\n"
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert main(["train", "--nproc", "2"]) == 2
+    assert capsys.readouterr().err == ("tether train: error: --nproc 2: this process is one of 3 started by"
+                                       " torchrun; drop --nproc (torchrun --nproc-per-node sets the count)\n")

@@ -168,17 +168,3 @@ def test_tether_train_nproc_launches_torchrun(job: dict[str, Any], capsys: pytes
     assert err.endswith("trained on 2 rank(s) and cannot continue on 3; resume it on 2"
                         " (tether train --resume DIR --nproc 2)")
     assert len(err.splitlines()) == 1
-
-
-def test_nproc_flag_errors_are_one_line(monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """--nproc 0, and --nproc disagreeing with the torchrun that started the process, exit 2 in one line."""
-    from tether.cli import _without_nproc, main  # noqa: PLC0415
-
-    assert _without_nproc(["train", "--nproc", "2", "--seed", "1", "--nproc=4"]) == ["train", "--seed", "1"]
-    assert main(["train", "--nproc", "0"]) == 2
-    assert capsys.readouterr().err == "tether train: error: --nproc: expected 1 or more processes, got 0\n"
-    monkeypatch.setenv("WORLD_SIZE", "3")
-    assert main(["train", "--nproc", "2"]) == 2
-    assert capsys.readouterr().err == ("tether train: error: --nproc 2: this process is one of 3 started by"
-                                       " torchrun; drop --nproc (torchrun --nproc-per-node sets the count)\n")
