@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from tether import EpisodeClock, mode
+from tether.bench import provenance
 from tether.nets import FactoredRecurrentActorCritic
 
 BATCHES = (8, 64)
@@ -111,24 +111,6 @@ def measure(steps: dict[str, Step], rounds: int, calls: int) -> tuple[dict[str, 
             {n: statistics.median(v) for n, v in cpu.items()})
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     """Measure, print a markdown table, write the results file."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -147,10 +129,11 @@ def main() -> None:
                      "cpu_us": {k: v * 1e6 for k, v in cpu.items()},
                      "ratio_cpu": {k: cpu[k] / cpu["lean"] for k in cpu},
                      "ratio_wall": {k: wall[k] / wall["lean"] for k in wall}})
-    result = {"benchmark": "act_step", "commit": _commit(), "torch": torch.__version__,
-              "gymnasium": gym.__version__, "python": platform.python_version(), "cpu": _cpu(),
+    commit, cpu = provenance.git_state()["commit"] or "unknown", provenance.hardware()["cpu"]
+    result = {"benchmark": "act_step", "commit": commit, "torch": torch.__version__,
+              "gymnasium": gym.__version__, "python": platform.python_version(), "cpu": cpu,
               "threads": 1, "rounds": args.rounds, "calls_per_round": args.steps, "rows": rows}
-    print(f"commit {result['commit'][:12]}, torch {torch.__version__}, {_cpu()}, 1 thread,"
+    print(f"commit {result['commit'][:12]}, torch {torch.__version__}, {cpu}, 1 thread,"
           f" {args.rounds} interleaved rounds x {args.steps} calls, medians")
     print("| B | lean (µs, cpu) | act strict | act off | strict / lean (cpu) | off / lean (cpu) |"
           " strict / lean (wall) |")

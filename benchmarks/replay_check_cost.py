@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tether import EpisodeClock, mode, track
+from tether.bench import provenance
 from tether.sequence import unroll
 from tether.sequence._lifecycle import check_replay
 
@@ -66,14 +66,6 @@ def _median_cpu(fn: Callable[[], None], check_mode: str) -> float:
         return time.thread_time() - start
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     """Measure, print a markdown table, write the results file."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -94,7 +86,8 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         rows.append({"shape": list(shape), "strict_ms": med["strict"] * 1e3, "off_ms": med["off"] * 1e3,
                      "ratio": med["strict"] / med["off"], "check_us": med["check"] * 1e6})
-    result = {"benchmark": "replay_check_cost", "commit": _commit(), "torch": torch.__version__,
+    commit = provenance.git_state()["commit"] or "unknown"
+    result = {"benchmark": "replay_check_cost", "commit": commit, "torch": torch.__version__,
               "python": platform.python_version(), "machine": platform.machine(), "threads": 1,
               "rounds": args.rounds, "rows": rows}
     print(f"commit {result['commit'][:12]}, torch {torch.__version__}, 1 thread, thread CPU medians")

@@ -20,7 +20,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,7 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from tether import RecurrentState, track
-from tether.bench.provenance import collect
+from tether.bench.provenance import collect, hardware
 from tether.sequence import unroll, unroll_reference
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -173,16 +172,6 @@ def measure(variants: dict[str, Variant], rounds: int) -> tuple[dict[str, float]
             {n: statistics.median(ts) for n, ts in cpu.items()})
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -195,7 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     todo = SMALL_SHAPES if args.small else FULL_SHAPES
-    print(f"torch {torch.__version__}, {_cpu()}, 1 thread, nn.LSTM fwd+bwd, {START_RATE:.0%} random"
+    cpu = hardware()['cpu']
+    print(f"torch {torch.__version__}, {cpu}, 1 thread, nn.LSTM fwd+bwd, {START_RATE:.0%} random"
           f" starts, {args.rounds} interleaved rounds, medians (load avg {os.getloadavg()[0]:.1f})")
     rows = [(shape, *measure(make_variants(shape, args.explore), args.rounds)) for shape in todo]
     for title, which in (("wall clock", 1), ("thread CPU time", 2)):
