@@ -385,3 +385,58 @@ def test_tracking_a_tracked_module_returns_it() -> None:
     assert track(tracked, max_graph_steps=10) is tracked
     with pytest.raises(ValueError, match="tracked already"):
         track(tracked, max_graph_steps=5)
+
+
+ONE_STEP_MODULES = {
+    "lstm": lambda: nn.LSTM(5, 7),
+    "lstm2-no-bias": lambda: nn.LSTM(5, 7, num_layers=2, bias=False),
+    "gru": lambda: nn.GRU(5, 7),
+    "gru3": lambda: nn.GRU(5, 7, num_layers=3),
+    "lstm-wide": lambda: nn.LSTM(5, 300),  # rows x hidden past the cell ops' limit: the sequence op
+}
+
+
+@pytest.mark.parametrize("name", ONE_STEP_MODULES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_steps_equal_the_plain_module(name: str, dtype: torch.dtype) -> None:
+    """Without autograd a single step may run as the cell ops: equal to the plain module within
+    float rounding, step after step (the state fed back each time)."""
+    torch.manual_seed(0)
+    plain = ONE_STEP_MODULES[name]().to(dtype)
+    tracked = track(plain)
+    clock = EpisodeClock(8)
+    with mode("strict"), torch.no_grad():
+        state = tracked.initial_state(8, clock)
+        hx = tuple(t.clone() for t in state.tensors)
+        for _ in range(6):
+            x = torch.randn(1, 8, 5, dtype=dtype)
+            y, state = tracked(x, state)
+            y_ref, hx = _plain_step(plain, x, hx)
+            torch.testing.assert_close(y, y_ref)
+            for mine, ref in zip(state.tensors, hx, strict=True):
+                assert mine.shape == ref.shape
+                torch.testing.assert_close(mine, ref)
+            clock.advance(np.zeros(8, dtype=bool))
+
+
+def test_a_replaced_parameter_is_used_by_the_next_step() -> None:
+    """Assigning a new weight to the wrapped module (or swapping it through torch.func) reaches
+    the fused call: no stale flat-weight list."""
+    torch.manual_seed(0)
+    plain = nn.LSTM(5, 7)
+    tracked = track(plain)
+    x, state = torch.randn(1, 3, 5), tracked.initial_state(3)
+    with torch.no_grad():
+        before, _ = tracked(x, state)
+        plain.weight_ih_l0 = nn.Parameter(torch.randn(28, 5))
+        after, _ = tracked(x, state)
+        expected, _ = plain(x, tuple(t.clone() for t in state.tensors))
+    torch.testing.assert_close(after, expected)
+    assert not torch.allclose(before, after)
+    swapped = {name: torch.zeros_like(p) for name, p in tracked.named_parameters()}
+    with torch.no_grad():
+        y, _ = torch.func.functional_call(tracked, swapped, (x, state))
+    torch.testing.assert_close(y, torch.zeros_like(y))
+    with torch.no_grad():
+        again, _ = tracked(x, state)
+    torch.testing.assert_close(again, expected)

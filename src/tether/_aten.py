@@ -2,6 +2,8 @@
 
 ``nn.LSTM.forward`` / ``nn.GRU.forward`` re-validate in Python what tether's checks already
 proved, then call an ATen op; calling the op directly is bit for bit the same and cheaper per step.
+A single step without autograd on the CPU runs as the cell ops instead, where they are faster
+(equal within float rounding; see :data:`LSTM_CELL_MAX_ROWS_X_HIDDEN`).
 The lane strategies of :mod:`tether.sequence` also run single layers of the op with extra input
 columns. Every private name they need lives here, so a torch upgrade that moves one breaks this
 file alone.
@@ -32,8 +34,18 @@ def has_hooks(module: nn.Module) -> bool:
 
 
 def flat_weights(module: nn.RNNBase) -> list[torch.Tensor]:
-    """The module's weights in the op's order, refreshed when a parameter was replaced."""
-    module._update_flat_weights()
+    """The module's weights in the op's order, refreshed when a parameter was replaced.
+
+    The common case (every weight still the registered parameter the list holds) is checked on
+    ``_parameters`` directly; anything else (a parameter replaced, deleted, or swapped for a plain
+    tensor, as ``torch.func.functional_call`` does) takes ``nn.RNNBase``'s own refresh.
+    """
+    params = module._parameters
+    for ref, name in zip(module._flat_weight_refs, module._flat_weights_names, strict=True):
+        weight = params.get(name)
+        if ref is None or weight is None or ref() is not weight:
+            module._update_flat_weights()
+            break
     return cast(list[torch.Tensor], module._flat_weights)
 
 
@@ -59,9 +71,51 @@ def run_sequence_module(
         y, out = module(x, hx)
         return y, (tuple(out) if paired else (out,))
     m: Any = module
+    if x.shape[0] == 1 and _cell_step_wins(m, x, paired):
+        return _cell_step(m, x[0], tensors, paired)
     y, *out = op(x, hx, flat_weights(m), m.bias, m.num_layers, m.dropout, m.training, m.bidirectional,
                  m.batch_first)
     return y, tuple(out)
+
+
+# One step without autograd on the CPU: the cell ops (``lstm_cell`` / ``gru_cell``) against the
+# sequence op. The LSTM's sequence op goes through oneDNN, whose fixed cost per call (~40 us: the
+# primitive and a weight reorder) a single small step never earns back; the cell is 0.3-0.8x its
+# time up to this many rows x hidden units a step, and slower beyond (benchmarks/step_kernels.py).
+# The GRU's cell is a little faster than its sequence op at every size measured.
+LSTM_CELL_MAX_ROWS_X_HIDDEN = 2048
+
+
+def _cell_step_wins(m: Any, x: torch.Tensor, paired: bool) -> bool:
+    """Whether one step of ``m`` on ``x [1, B, in]`` should run as cell ops (see above)."""
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and not m.batch_first
+            and not m.bidirectional and not (paired and m.proj_size) and not (m.training and m.dropout)
+            and (not paired or x.shape[1] * m.hidden_size <= LSTM_CELL_MAX_ROWS_X_HIDDEN))
+
+
+def _cell_step(
+    m: Any, x: torch.Tensor, tensors: tuple[torch.Tensor, ...], paired: bool
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """One step of a unidirectional ``nn.LSTM`` / ``nn.GRU`` as cell ops, layer by layer.
+
+    The same function as the sequence op, equal to it within float rounding (not bit for bit:
+    the gate sums run in another order).
+    """
+    weights = flat_weights(m)
+    per_layer = len(weights) // m.num_layers
+    news: list[tuple[torch.Tensor, ...]] = []
+    for layer in range(m.num_layers):
+        w = weights[layer * per_layer:(layer + 1) * per_layer]
+        if paired:
+            h, c = torch.lstm_cell(x, (tensors[0][layer], tensors[1][layer]), *w)
+            news.append((h, c))
+        else:
+            h = torch.gru_cell(x, tensors[0][layer], *w)
+            news.append((h,))
+        x = h
+    if m.num_layers == 1:
+        return x.unsqueeze(0), tuple(t.unsqueeze(0) for t in news[0])
+    return x.unsqueeze(0), tuple(torch.stack(parts) for parts in zip(*news, strict=True))
 
 
 def lstm_layer(

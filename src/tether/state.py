@@ -206,8 +206,18 @@ class RecurrentState(StateViews):
         """
         if not 0 < cut < self.num_layers:
             raise ValueError(f"RecurrentState.split_layers: expected 0 < cut < {self.num_layers}, got {cut}")
-        return (attrs.evolve(self, tensors=tuple(t[:cut] for t in self.tensors)),
-                attrs.evolve(self, tensors=tuple(t[cut:] for t in self.tensors)))
+        return (self._with_tensors(tuple(t[:cut] for t in self.tensors)),
+                self._with_tensors(tuple(t[cut:] for t in self.tensors)))
+
+    def _with_tensors(self, tensors: tuple[torch.Tensor, ...]) -> RecurrentState:
+        # This state's bookkeeping on other tensors, built directly (attrs.evolve costs twice as
+        # much, and act splits a separate critic's state every strict step).
+        return RecurrentState(
+            tensors=tensors, clock=self.clock, episode_ids=self.episode_ids, env_rows=self.env_rows,
+            tick=self.tick, window=self.window, graph_steps=self.graph_steps,
+            is_snapshot=self.is_snapshot, spent=self.spent, verified=self.verified,
+            row_ticks=self.row_ticks,
+        )
 
     @classmethod
     def stack_layers(cls, states: Sequence[RecurrentState]) -> RecurrentState:
