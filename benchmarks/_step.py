@@ -15,7 +15,9 @@ BATCH, INPUT, HIDDEN = 8, 64, 128
 
 
 def make_steps() -> dict[str, tuple[str, Callable[[], float]]]:
-    """Return ``{variant: (mode, step)}``: the raw nn.LSTM step and the tracked step per mode.
+    """Return ``{variant: (mode, step)}``: the raw nn.LSTM step, the raw ``torch.lstm_cell`` step
+    (the kernel a tracked single step runs without autograd at this size; see
+    ``tether._aten.LSTM_CELL_MAX_ROWS_X_HIDDEN``) and the tracked step per mode.
 
     A tracked step is a whole correct loop step: the forward, ``clock.advance(done)`` and
     ``state.reset(done)`` (no row done), so tether's bookkeeping is all counted against it. The
@@ -36,6 +38,16 @@ def make_steps() -> dict[str, tuple[str, Callable[[], float]]]:
             _, raw_hx = lstm(x, raw_hx)
             return time.perf_counter() - start
 
+    w = lstm._flat_weights
+    cell_hx = (raw_hx[0][0], raw_hx[1][0])
+
+    def raw_cell() -> float:  # the kernel the tracked step itself runs at this size (lstm_cell)
+        nonlocal cell_hx
+        with torch.no_grad():
+            start = time.perf_counter()
+            cell_hx = torch.lstm_cell(x[0], cell_hx, *w)
+            return time.perf_counter() - start
+
     def tracked_loop() -> Callable[[], float]:
         clock = EpisodeClock(BATCH)
         state = tracked.initial_state(BATCH, clock)
@@ -52,5 +64,5 @@ def make_steps() -> dict[str, tuple[str, Callable[[], float]]]:
 
         return step
 
-    return {"raw": ("off", raw), "strict": ("strict", tracked_loop()), "warn": ("warn", tracked_loop()),
-            "off": ("off", tracked_loop())}
+    return {"raw": ("off", raw), "raw_cell": ("off", raw_cell), "strict": ("strict", tracked_loop()),
+            "warn": ("warn", tracked_loop()), "off": ("off", tracked_loop())}

@@ -159,7 +159,8 @@ def main() -> None:
     commit, cpu = provenance.git_state()["commit"] or "unknown", provenance.hardware()["cpu"]
     result = {"benchmark": "act_step", "commit": commit, "torch": torch.__version__,
               "gymnasium": gym.__version__, "python": platform.python_version(), "cpu": cpu,
-              "threads": 1, "rounds": args.rounds, "calls_per_round": args.steps, "rows": rows}
+              "threads": 1, "rounds": args.rounds, "calls_per_round": args.steps, "rows": rows,
+              "provenance": provenance.collect()}
     print(f"commit {result['commit'][:12]}, torch {torch.__version__}, {cpu}, 1 thread,"
           f" {args.rounds} interleaved rounds x {args.steps} calls, medians")
     print("| B | lean (µs, cpu) | lean on cells | act strict | act off | strict / lean (cpu) |"

@@ -27,7 +27,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import tether.sequence._gru as fast_gru
 from tether import RecurrentState, track
+from tether.bench import provenance
 from tether.sequence import unroll
 
 #: The four shapes of the issue, and a short sequence (does a short unroll still win?).
@@ -238,25 +238,11 @@ def measure(variants: dict[str, Variant], rounds: int, repeat: int
 
 
 def environment() -> dict[str, object]:
-    """Versions, hardware, threads and the commit the numbers come from."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
-                                capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=root, capture_output=True, text=True, check=False).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", False
+    """Versions, hardware, threads and the commit the numbers come from (tether.bench.provenance)."""
+    git, cpu = provenance.git_state(), provenance.hardware()["cpu"]
+    commit = (git["commit"] or "unknown")[:10] + ("+dirty" if git["dirty"] else "")
     return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu,
-            "threads": torch.get_num_threads(), "commit": commit + ("+dirty" if dirty else ""),
+            "threads": torch.get_num_threads(), "commit": commit,
             "onednn_flops_threshold": fast_gru._ONEDNN_FLOPS,
             "onednn_step_flops_threshold": fast_gru._ONEDNN_STEP_FLOPS, "start_rate": START_RATE}
 
@@ -327,7 +313,8 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "gru_compile.json").write_text(json.dumps(record, indent=2) + "\n")
         return
-    results: dict[str, object] = {"environment": environment(), "sequences": [], "single_step": []}
+    results: dict[str, object] = {"environment": environment(), "sequences": [], "single_step": [],
+                                  "provenance": provenance.collect()}
     for shape in SMALL_SHAPES if args.small else SHAPES:
         cpu, wall = measure(make_variants(shape), args.rounds, 1)
         ms = {k: v * 1e3 for k, v in cpu.items()}

@@ -78,7 +78,8 @@ def main() -> None:
     result = {"benchmark": "step_kernels", **provenance.git_state(), "torch": torch.__version__,
               "python": platform.python_version(), "cpu": provenance.hardware()["cpu"], "threads": 1,
               "rounds": args.rounds, "calls_per_round": args.calls,
-              "lstm_cell_max_rows_x_hidden": LSTM_CELL_MAX_ROWS_X_HIDDEN, "rows": rows}
+              "lstm_cell_max_rows_x_hidden": LSTM_CELL_MAX_ROWS_X_HIDDEN, "rows": rows,
+              "provenance": provenance.collect()}
     print(f"commit {str(result.get('commit'))[:12]}, torch {torch.__version__}, {result['cpu']}, 1 thread,"
           f" medians of {args.rounds} interleaved rounds (µs, thread CPU time)")
     print("| B | H | B x H | lstm op | lstm_cell | cell / op | gru op | gru_cell | cell / op | tether runs |")

@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=300, help="interleaved rounds")
     parser.add_argument("--inner", type=int, default=20, help="steps timed together per round")
-    parser.add_argument("--only", choices=("raw", "strict", "warn", "off"),
+    parser.add_argument("--only", choices=("raw", "raw_cell", "strict", "warn", "off"),
                         help="just run --steps steps of one variant, untimed (for valgrind --tool=callgrind)")
     parser.add_argument("--steps", type=int, default=1100, help="steps for --only")
     parser.add_argument("--json", type=Path, default=RESULTS / "step_overhead.json",

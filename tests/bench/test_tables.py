@@ -125,7 +125,8 @@ def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
     root = _repo(tmp_path)
     readme = _readme(root, "old\n", kind="speed", source="nope.json")
     [problem] = tables.check([readme], root)
-    assert "tether-bench:speed block: unknown kind; expected one of ['compare', 'compare-full', 'learning', 'memory', 'sequence'," in problem
+    assert ("tether-bench:speed block: unknown kind; expected one of ['act-step', 'compare', 'compare-full',"
+            " 'e2e', 'gru', 'learning', 'memory', 'sequence',") in problem
     readme = _readme(root, "old\n", kind="memory", source="benchmarks/results/none.json")
     [problem] = tables.check([readme], root)
     assert problem.endswith("no results file benchmarks/results/none.json; make it with"
@@ -170,3 +171,35 @@ def test_sequence_tables_render_ratios_to_the_fused_call() -> None:
     assert tables.RENDERERS["sequence"][0](data).splitlines()[2] == (
         "| 128, 8, 64, 128 | 10.00 ms (1.00×) | 11.50 ms (1.15×) | 80.00 ms (8.00×) | 7.0× |")
     assert tables.RENDERERS["sequence-explore"][0](data).splitlines()[2] == "| 128, 8, 64, 128 | 1.15× | 8.00× |"
+
+
+def test_step_overhead_ratios_are_to_the_raw_step_on_the_same_kernel() -> None:
+    """With a raw lstm_cell row the ratios are to it (the checks' cost); without, to nn.LSTM."""
+    data = {"args": {"rounds": 3, "inner": 2}, "provenance": None,
+            "forward_seconds": {"raw": 80e-6, "raw_cell": 40e-6, "strict": 42e-6},
+            "step_seconds": {"raw": 80e-6, "raw_cell": 40e-6, "strict": 44e-6}}
+    lines = tables.RENDERERS["step-overhead"][0](data).splitlines()
+    assert lines[2:5] == ["| raw `nn.LSTM` | 80.0 µs (2.000) | 80.0 µs (2.000) |",
+                          "| raw `torch.lstm_cell` | 40.0 µs (1.000) | 40.0 µs (1.000) |",
+                          "| strict | 42.0 µs (1.050) | 44.0 µs (1.100) |"]
+    assert "Ratios to the raw `torch.lstm_cell` step" in lines[-1]
+    del data["forward_seconds"]["raw_cell"], data["step_seconds"]["raw_cell"]  # type: ignore[attr-defined]
+    assert tables.RENDERERS["step-overhead"][0](data).splitlines()[3] == "| strict | 42.0 µs (0.525) | 44.0 µs (0.550) |"
+
+
+def test_speed_tables_render_their_ratios() -> None:
+    """The GRU, act-step and end-to-end tables show the ratios their targets are about."""
+    gru = {"provenance": None, "sequences": [{"shape": [32, 64, 64, 64], "ms": {
+        "lstm": 2.0, "gru": 6.0, "fast": 3.0, "fast+starts": 3.3, "lstm_unroll+starts": 3.0}}]}
+    assert tables.RENDERERS["gru"][0](gru).splitlines()[2] == (
+        "| 32, 64, 64, 64 | 2.00 ms | 6.00 ms | 3.00 ms | 3.00× | **1.50×** | 1.10× |")
+    act = {"provenance": None, "rounds": 3, "calls_per_round": 5, "rows": [{"batch": 8, "cpu_us": {
+        "lean": 200.0, "lean_cells": 100.0, "act_strict": 180.0, "act_off": 170.0}}]}
+    assert tables.RENDERERS["act-step"][0](act).splitlines()[2] == (
+        "| 8 | 200 µs | 100 µs | 180 µs | 170 µs | **0.90×** | 0.85× | 1.80× |")
+    e2e = {"provenance": None, "steps": 100, "rounds": 2, "before_commit": "0123456789abcdef",
+           "steps_per_second": {"now/lstm": [10.0, 12.0], "before/gru": [5.0, 7.0]},
+           "medians": {"now/lstm": 11.0, "before/gru": 6.0}, "ratios": {"gru / lstm (now)": 0.5}}
+    lines = tables.RENDERERS["e2e"][0](e2e).splitlines()
+    assert lines[2:4] == ["| this commit | lstm | 11 | 10, 12 |", "| before (0123456789) | gru | 6 | 5, 7 |"]
+    assert lines[-1].startswith("gru / lstm (now): **0.50×**. 100 env steps a run, 2 alternated rounds")

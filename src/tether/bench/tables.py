@@ -39,14 +39,16 @@ def _ratio_cell(value: float, base: float, unit: str, scale: float) -> str:
 
 def _step_overhead(data: dict[str, Any]) -> str:
     fwd, step = data["forward_seconds"], data["step_seconds"]
+    # The checks' cost is measured against a raw step on the kernel the tracked step runs.
+    base = "raw_cell" if "raw_cell" in fwd else "raw"
+    shown = {"raw": "raw `nn.LSTM`", "raw_cell": "raw `torch.lstm_cell`"}
     lines = ["| variant | forward, wall clock | whole loop step, wall clock |", "|---|---:|---:|"]
     for name in fwd:
-        shown = "raw `nn.LSTM`" if name == "raw" else name
-        lines.append(f"| {shown} | {_ratio_cell(fwd[name], fwd['raw'], 'µs', 1e6)} |"
-                     f" {_ratio_cell(step[name], step['raw'], 'µs', 1e6)} |")
+        lines.append(f"| {shown.get(name, name)} | {_ratio_cell(fwd[name], fwd[base], 'µs', 1e6)} |"
+                     f" {_ratio_cell(step[name], step[base], 'µs', 1e6)} |")
     a = data["args"]
-    return "\n".join([*lines, "", f"Medians of {a['rounds']} interleaved rounds of {a['inner']} steps;"
-                      f" {_measured(data)}."])
+    return "\n".join([*lines, "", f"Ratios to the {shown[base]} step; medians of {a['rounds']}"
+                      f" interleaved rounds of {a['inner']} steps; {_measured(data)}."])
 
 
 def _sequence(data: dict[str, Any]) -> str:
@@ -130,6 +132,53 @@ def _compare_full(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _shape(row: dict[str, Any]) -> str:
+    return ", ".join(map(str, row["shape"]))
+
+
+def _gru(data: dict[str, Any]) -> str:
+    """GRU vs LSTM forward + backward, from ``benchmarks/gru_speed.py``."""
+    lines = ["| T, B, in, H | `nn.LSTM` | `nn.GRU` | tether's GRU | `nn.GRU` / LSTM |"
+             " **tether's GRU / LSTM** | with 2 % starts: GRU / LSTM, both through `unroll` |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in data["sequences"]:
+        ms = row["ms"]
+        lines.append(f"| {_shape(row)} | {ms['lstm']:.2f} ms | {ms['gru']:.2f} ms | {ms['fast']:.2f} ms |"
+                     f" {ms['gru'] / ms['lstm']:.2f}× | **{ms['fast'] / ms['lstm']:.2f}×** |"
+                     f" {ms['fast+starts'] / ms['lstm_unroll+starts']:.2f}× |")
+    return "\n".join([*lines, "", "Forward + backward (gradients of the input, the initial state and every"
+                      " parameter), medians of this thread's CPU time over interleaved rounds, 1 thread;"
+                      f" {_measured(data)}."])
+
+
+def _act_step(data: dict[str, Any]) -> str:
+    """``policy.act`` against hand-written steps of the same network, from ``benchmarks/act_step.py``."""
+    lines = ["| B | lean step (`nn.LSTM`) | lean step on `lstm_cell` | `act`, strict | `act`, off |"
+             " **strict / lean** | off / lean | strict / lean on cells |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        c = r["cpu_us"]
+        lines.append(f"| {r['batch']} | {c['lean']:.0f} µs | {c['lean_cells']:.0f} µs |"
+                     f" {c['act_strict']:.0f} µs | {c['act_off']:.0f} µs |"
+                     f" **{c['act_strict'] / c['lean']:.2f}×** | {c['act_off'] / c['lean']:.2f}× |"
+                     f" {c['act_strict'] / c['lean_cells']:.2f}× |")
+    return "\n".join([*lines, "", f"Thread CPU time per call, medians of {data['rounds']} interleaved"
+                      f" rounds of {data['calls_per_round']} calls, 1 thread; {_measured(data)}."])
+
+
+def _e2e(data: dict[str, Any]) -> str:
+    """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``)."""
+    names = {"now": "this commit", "before": f"before ({str(data.get('before_commit'))[:10]})"}
+    lines = ["| sources | core | median steps/s | per run |", "|---|---|---:|---|"]
+    for key, rates in data["steps_per_second"].items():
+        tree, core = key.split("/")
+        lines.append(f"| {names[tree]} | {core} | {data['medians'][key]:.0f} |"
+                     f" {', '.join(f'{v:.0f}' for v in rates)} |")
+    ratios = "; ".join(f"{k}: **{v:.2f}×**" for k, v in data["ratios"].items())
+    return "\n".join([*lines, "", f"{ratios}. {data['steps']} env steps a run, {data['rounds']} alternated"
+                      f" rounds, ratios of medians; {_measured(data)}."])
+
+
 def _measured(data: dict[str, Any]) -> str:
     prov = data.get("provenance")
     if not prov:
@@ -153,6 +202,9 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "sequence": (_sequence, "python benchmarks/sequence_table.py"),
     "sequence-explore": (_sequence_explore, "python benchmarks/sequence_table.py --explore"),
     "memory": (_memory, "python benchmarks/memory_growth.py"),
+    "gru": (_gru, "python benchmarks/gru_speed.py"),
+    "e2e": (_e2e, "python benchmarks/e2e_speed.py --before REF --out benchmarks/results/e2e_speed.json"),
+    "act-step": (_act_step, "python benchmarks/act_step.py --out benchmarks/results/act_step.json"),
 }
 
 
