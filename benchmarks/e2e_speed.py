@@ -1,7 +1,7 @@
 """End-to-end training speed: ``tether train --preset cartpole`` with the LSTM and the GRU core,
 on this checkout and (``--before REF``) on an earlier commit, alternated round by round.
 
-Each run is its own process (``python -m tether train ... --total-steps N``) and reports the
+Each run is its own process (``python -m tether.cli train ... --total-steps N --no-eval``) and reports the
 steps/s the trainer prints (collection and updates, from the first step to the last). Runs are
 interleaved in a fresh random order each round, so machine noise hits all alike; the medians are
 compared as ratios within this run. ``--before REF`` checks REF out into a temporary git worktree
@@ -36,9 +36,9 @@ _RATE = re.compile(r"trained (\d+) steps in [\d.]+ s \(([\d.]+) steps/s\)")
 def run_once(tree: Path, core: str, steps: int, run_dir: Path) -> float:
     """Train once in a subprocess from the sources under ``tree``; its steps/s."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    cmd = [sys.executable, "-m", "tether", "train", "--preset", "cartpole", "--core", core,
+    cmd = [sys.executable, "-m", "tether.cli", "train", "--preset", "cartpole", "--core", core,
            "--total-steps", str(steps), "--run-dir", str(run_dir), "--no-progress", "--seed", "0",
-           "--eval-episodes", "1"]
+           "--no-eval"]
     out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=False)
     found = _RATE.search(out.stdout)
     if out.returncode != 0 or found is None:
