@@ -76,7 +76,10 @@ def check_inputs(core: TrackedRNN, x: Any, state: Any) -> tuple[int, int]:
         )
     with context("unroll"):  # the inner check names the module; this layer names the call
         core._check_fit(x, state)
-    if x.dtype != state.dtype or x.device != state.device:
+    # Under autocast x comes in the autocast dtype (an encoder's Linear) beside a float32 state:
+    # the core runs in that dtype too, as nn.LSTM does there. Only a real mismatch is refused.
+    if x.device != state.device or (x.dtype != state.dtype
+                                    and not torch.is_autocast_enabled(x.device.type)):
         raise ValueError(f"unroll: expected x on {state.device} / {state.dtype} (the state's),"
                          f" got {x.device} / {x.dtype}")
     return T, B
