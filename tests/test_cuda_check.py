@@ -19,7 +19,8 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "cuda_check.py"
 
 def _script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("cuda_check", SCRIPT)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,7 +50,8 @@ def test_the_batched_cartpole_steps_like_gymnasiums() -> None:
         torch.testing.assert_close(env.state[0].double(), torch.from_numpy(np.asarray(obs, dtype=np.float64)), atol=1e-5,
                                    rtol=1e-5)
         assert bool(term[0]) == bool(terminated)
-        assert got[0, 1] == 0 and got[0, 3] == 0
+        assert got[0, 1] == 0
+        assert got[0, 3] == 0
         assert reward.tolist() == [1.0, 1.0, 1.0]
         assert not trunc.any()
         start = env.state.clone()
