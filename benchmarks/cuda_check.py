@@ -6,10 +6,12 @@ the same code on small sizes as a smoke test (no sync check: that needs CUDA). I
 1. **No host-device sync from tether per step.** A batched torch CartPole-NoVel (below: every env
    row a tensor row on the device, reset in place) feeds a ``FactoredRecurrentActorCritic`` in
    strict mode. ``torch.cuda.set_sync_debug_mode("error")`` is on around every tether call of
-   1 000 rollout steps (``act``, ``clock.advance``, ``state.reset``) and around a PPO update
-   (``evaluate_actions`` over the rollout with its episode starts, the loss, backward, the
-   gradient clip and Adam). The env's done flags come to the host once a step outside those
-   calls: the clock counts on the host by design, so that copy is the env's, not tether's.
+   1 000 rollout steps (``act``, ``clock.advance``, ``state.reset``). The env's done flags come
+   to the host once a step outside those calls: the clock counts on the host by design, so that
+   copy is the env's, not tether's. A PPO update (``evaluate_actions`` over the rollout with its
+   episode starts, the loss, backward, the gradient clip and Adam) runs under "warn", and its
+   syncs per minibatch are counted and named (``evaluate_actions`` checks that discrete actions
+   lie in their range: one sync per call, by design).
 2. **bf16 autocast** of ``act`` and ``evaluate_actions``: finite outputs, and their distance from
    float32.
 3. **Throughput** of collection (``act`` + env step) and of the update at 256 and 2 048 envs.
@@ -29,6 +31,7 @@ import math
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,22 @@ def no_sync(device: torch.device) -> Iterator[None]:
         torch.cuda.set_sync_debug_mode("default")
 
 
+@contextlib.contextmanager
+def count_syncs(device: torch.device, found: list[str]) -> Iterator[None]:
+    """Record every host-device synchronisation inside as a warning message (CUDA only)."""
+    if device.type != "cuda":
+        yield
+        return
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        found += [str(w.message).splitlines()[0] for w in caught]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -152,8 +171,9 @@ def rollout(policy: FactoredRecurrentActorCritic, env: BatchedCartPoleNoVel, clo
 
 
 def update(policy: FactoredRecurrentActorCritic, optimizer: torch.optim.Optimizer, batch: dict[str, Any],
-           clock: EpisodeClock, epochs: int, minibatches: int, guard: bool) -> float:
-    """PPO epochs over minibatches of env rows, replayed from the rollout's snapshot."""
+           clock: EpisodeClock, epochs: int, minibatches: int, syncs: list[str] | None = None) -> float:
+    """PPO epochs over minibatches of env rows, replayed from the rollout's snapshot; with
+    ``syncs``, every host-device sync inside a minibatch step is recorded there."""
     device = batch["obs"].device
     n = batch["actions"].shape[1]
     # One-step advantages on the device (the sync check is about tether, not GAE).
@@ -168,7 +188,7 @@ def update(policy: FactoredRecurrentActorCritic, optimizer: torch.optim.Optimize
         for start in range(0, n, per):
             mb = rows[start:start + per]
             index = torch.from_numpy(mb).to(device, non_blocking=True)
-            with no_sync(device) if guard else contextlib.nullcontext():
+            with count_syncs(device, syncs) if syncs is not None else contextlib.nullcontext():
                 out = policy.evaluate_actions(batch["obs"][:, index], batch["actions"][:, index],
                                               batch["starts"][:, mb], batch["snapshot"].select_rows(mb))
                 adv = advantages[:, index]
@@ -196,9 +216,12 @@ def sync_check(device: torch.device, envs: int, steps: int) -> dict[str, Any]:
         rollout(policy, env, clock, state, 4, guard=False)  # warm-up: lazy init, allocator
         state = policy.initial_state(envs, clock)
         batch = rollout(policy, env, clock, state, steps, guard=True)
-        loss = update(policy, optimizer, batch, clock, epochs=1, minibatches=4, guard=True)
+        syncs: list[str] = []
+        loss = update(policy, optimizer, batch, clock, epochs=1, minibatches=4, syncs=syncs)
+    # The rollout ran under "error": reaching here means no sync in any tether call of a step.
     return {"envs": envs, "steps": steps, "guarded": device.type == "cuda", "passed": True,
-            "final_loss": loss, "episodes_ended": int(batch["starts"].sum())}
+            "final_loss": loss, "episodes_ended": int(batch["starts"].sum()),
+            "update_minibatches": 4, "update_syncs": len(syncs), "update_sync_kinds": sorted(set(syncs))}
 
 
 def bf16_check(device: torch.device, envs: int, steps: int) -> dict[str, Any]:
@@ -236,7 +259,7 @@ def throughput(device: torch.device, envs: int, steps: int, rounds: int) -> dict
             batch = rollout(policy, env, clock, state, steps, guard=False)
             _sync(device)
             middle = time.perf_counter()
-            update(policy, optimizer, batch, clock, epochs=4, minibatches=4, guard=False)
+            update(policy, optimizer, batch, clock, epochs=4, minibatches=4)
             end = time.perf_counter()
             state = batch["state"]
             if r:  # the first round warms up
