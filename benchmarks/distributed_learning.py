@@ -2,7 +2,7 @@
 
 Each seed runs the command a user would (``tether train --preset cartpole --nproc 2 --num-envs 4
 --seed S``: torchrun, 2 ranks, 8 envs in all), whose deterministic evaluation over 20 episodes
-(rank 0, at the end) is compared with the preset's bar (450, as in ``benchmarks/learning.py``).
+(rank 0, at the end) is compared with the preset's bar (450, as in ``benchmarks/grids/learning.toml``).
 Writes ``benchmarks/results/distributed_learning.json`` with the commit, versions and CPU.
 
 Run: ``python benchmarks/distributed_learning.py --seeds 0 1 2 3 4 [--nproc 2 --num-envs 4]``;

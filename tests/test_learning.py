@@ -1,7 +1,7 @@
 """Learning tests (slow): the recurrent policy solves the memory tasks, a memoryless twin cannot.
 
 Deselected by ``make test`` (``-m "not slow"``); run with ``pytest -m slow``. The full multi-seed
-numbers come from ``benchmarks/learning.py``.
+numbers come from ``tether bench`` over ``benchmarks/grids/learning.toml``.
 """
 
 from __future__ import annotations
