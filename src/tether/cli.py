@@ -26,15 +26,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from tether._toml import tomllib
 from tether.bench import cli as bench_cli
 from tether.errors import ConfigError, TetherError
 from tether.ppo.config import PPOConfig, merge_settings
 from tether.ppo.presets import PRESETS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["main"]
 

@@ -29,19 +29,14 @@ import difflib
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from tether._toml import read_toml
 from tether.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["BASELINES", "Cell", "Grid", "Task", "Variant", "load_grid", "parse_grid"]
 
@@ -290,11 +285,5 @@ def load_grid(path: str | Path) -> Grid:
         FileNotFoundError: when the file is missing.
         ConfigError: for invalid TOML or an invalid grid.
     """
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"no grid file at {source}")
-    try:
-        data = tomllib.loads(source.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: not valid TOML ({err})") from err
+    source, data = read_toml(path, "grid")
     return parse_grid(data, source=str(source))

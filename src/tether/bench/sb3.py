@@ -19,13 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from tether._toml import tomllib
 from tether.bench._extras import require
 from tether.errors import ConfigError, TetherError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["main", "sb3_kwargs"]
 

@@ -9,20 +9,15 @@ one is refused in one line naming the setting.
 from __future__ import annotations
 
 import difflib
-import sys
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
+from tether._toml import read_toml
 from tether.errors import ConfigError
 from tether.ppo.presets import PRESETS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["Core", "Mode", "PPOConfig", "Vector", "merge_settings"]
 
@@ -222,13 +217,7 @@ class PPOConfig:
             FileNotFoundError: when the file is missing.
             ConfigError: for invalid TOML, an unknown key or a bad value.
         """
-        source = Path(path)
-        if not source.is_file():
-            raise FileNotFoundError(f"no config file at {source}")
-        try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{source}: not valid TOML ({err})") from err
+        source, data = read_toml(path, "config")
         table = data.get("train", data)
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: expected [train] to be a table of settings")
