@@ -172,7 +172,7 @@ def _fast_gru(m: nn.Module, x: torch.Tensor, state: RecurrentState) -> bool:
     """Whether the fast GRU loop beats the fused nn.GRU here (CPU, building a graph; not under
     autocast, whose casts only the ATen op knows)."""
     if (type(m) is not nn.GRU or not torch.is_grad_enabled() or unsupported_reason(m) is not None
-            or x.dtype != state.dtype or torch.is_autocast_enabled(x.device.type)):
+            or torch.is_autocast_enabled(x.device.type)):
         return False
     graph = x.requires_grad or state.has_graph or any(p.requires_grad for p in m.parameters())
     return fast_gru_wins(int(x.shape[0]), int(x.shape[1]), m.input_size, m.hidden_size, x.device, graph)
