@@ -440,3 +440,15 @@ def test_a_replaced_parameter_is_used_by_the_next_step() -> None:
     with torch.no_grad():
         again, _ = tracked(x, state)
     torch.testing.assert_close(again, expected)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru3"])
+def test_an_inference_step_output_does_not_alias_the_new_state(name: str) -> None:
+    """As with the plain module, editing y in place leaves the returned state alone."""
+    tracked = track(ONE_STEP_MODULES[name]())
+    with torch.no_grad():
+        y, state = tracked(torch.randn(1, 4, 5), tracked.initial_state(4))
+        kept = tuple(t.clone() for t in state.tensors)
+        y.mul_(0.0).add_(3.0)
+    for now, before in zip(state.tensors, kept, strict=True):
+        torch.testing.assert_close(now, before)

@@ -114,7 +114,9 @@ def _cell_step(
             news.append((h,))
         x = h
     if m.num_layers == 1:
-        return x.unsqueeze(0), tuple(t.unsqueeze(0) for t in news[0])
+        # The cell returns one tensor as both y and the new h: y gets its own copy, as from the
+        # sequence op, so that an in-place edit of y cannot reach the state.
+        return x.unsqueeze(0).clone(), tuple(t.unsqueeze(0) for t in news[0])
     return x.unsqueeze(0), tuple(torch.stack(parts) for parts in zip(*news, strict=True))
 
 
