@@ -24,17 +24,13 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from tether.bench import provenance
+
 ROOT = Path(__file__).resolve().parent.parent
+
 RESULTS = ROOT / "benchmarks" / "results" / "distributed_learning.json"
 BAR = 450.0
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=ROOT).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run(seed: int, nproc: int, num_envs: int, extra: list[str]) -> dict[str, Any]:
@@ -64,7 +60,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="the JSON file to write")
     parser.add_argument("extra", nargs="*", help="more tether train flags (after --)")
     args = parser.parse_args()
-    commit = _commit()  # the code as it is when the runs start
+    commit = (provenance.git_state()["commit"] or "unknown")[:7]  # the code as the runs start
     records = []
     for seed in args.seeds:
         records.append(run(seed, args.nproc, args.num_envs, args.extra))

@@ -30,17 +30,12 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from tether.bench import provenance
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+
 RESULTS = ROOT / "benchmarks" / "results" / "distributed_speed.json"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=ROOT).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _worker(out: Path, num_envs: int, steps: int, seed: int) -> None:
@@ -91,7 +86,7 @@ def main() -> None:
     if args.worker is not None:
         _worker(args.worker, args.num_envs, args.steps, args.seed)
         return
-    commit = _commit()  # the code as it is when the runs start
+    commit = (provenance.git_state()["commit"] or "unknown")[:7]  # the code as the runs start
     variants = {"1 rank x 8 envs": (1, 8), "2 ranks x 4 envs": (2, 4)}
     load_before = os.getloadavg()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}

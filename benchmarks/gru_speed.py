@@ -92,20 +92,31 @@ def masked_loop(m: nn.RNNBase, x: torch.Tensor, hx: tuple[torch.Tensor, ...], st
     return torch.cat(ys), hx
 
 
-def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, Variant]:
-    """Zero-argument forward + backward functions, one per variant, on one shape."""
+def _modules_and_inputs(
+    shape: tuple[int, int, int, int], seed: int
+) -> tuple[nn.LSTM, nn.GRU, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An LSTM and a GRU of the shape, and ``x``, ``h0``, ``c0`` requiring grad (seeded)."""
     T, B, n_in, H = shape
     torch.manual_seed(seed)
     lstm, gru = nn.LSTM(n_in, H), nn.GRU(n_in, H)
     x = torch.randn(T, B, n_in, requires_grad=True)
     h0 = torch.randn(1, B, H, requires_grad=True)
     c0 = torch.randn(1, B, H, requires_grad=True)
+    return lstm, gru, x, h0, c0
+
+
+def _back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
+    """The gradients of the outputs' sum with respect to ``wrt`` (the backward every variant times)."""
+    return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)
+
+
+def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, Variant]:
+    """Zero-argument forward + backward functions, one per variant, on one shape."""
+    T, B, _, _ = shape
+    lstm, gru, x, h0, c0 = _modules_and_inputs(shape, seed)
     starts = np.random.default_rng(seed).random((T, B)) < START_RATE
     lstm_wrt, gru_wrt = [x, h0, c0, *lstm.parameters()], [x, h0, *gru.parameters()]
     lstm_core, gru_core = track(lstm), track(gru)
-
-    def back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
-        return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)
 
     def fast(with_starts: bool, onednn: bool = True) -> Variant:
         def run() -> object:
@@ -114,7 +125,7 @@ def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, 
                 fast_gru._ONEDNN_FLOPS = fast_gru._ONEDNN_STEP_FLOPS = 1 << 62
             try:
                 y, h = fast_gru.gru_unroll(gru, x, h0, starts if with_starts else None)
-                return back(gru_wrt, y, h)
+                return _back(gru_wrt, y, h)
             finally:
                 fast_gru._ONEDNN_FLOPS, fast_gru._ONEDNN_STEP_FLOPS = saved
         return run
@@ -123,18 +134,18 @@ def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, 
                       ) -> Variant:
         def run() -> object:
             y, final = unroll(core, x, starts, RecurrentState.from_tensors(tensors))
-            return back(wrt, y, *final.tensors)
+            return _back(wrt, y, *final.tensors)
         return run
 
     return {
-        "lstm": lambda: back(lstm_wrt, *_flat(lstm(x, (h0, c0)))),
-        "gru": lambda: back(gru_wrt, *_flat(gru(x, h0))),
+        "lstm": lambda: _back(lstm_wrt, *_flat(lstm(x, (h0, c0)))),
+        "gru": lambda: _back(gru_wrt, *_flat(gru(x, h0))),
         "fast": fast(False),
         "fast_mkl": fast(False, onednn=False),
-        "hoisted": lambda: back(gru_wrt, *hoisted_gru(gru, x, h0[0])),
-        "lstm_loop+starts": lambda: back(lstm_wrt, *_flat(masked_loop(lstm, x, (h0, c0), starts))),
+        "hoisted": lambda: _back(gru_wrt, *hoisted_gru(gru, x, h0[0])),
+        "lstm_loop+starts": lambda: _back(lstm_wrt, *_flat(masked_loop(lstm, x, (h0, c0), starts))),
         "lstm_unroll+starts": tether_unroll(lstm_core, lstm_wrt, (h0, c0)),
-        "gru_loop+starts": lambda: back(gru_wrt, *_flat(masked_loop(gru, x, (h0,), starts))),
+        "gru_loop+starts": lambda: _back(gru_wrt, *_flat(masked_loop(gru, x, (h0,), starts))),
         "gru_unroll+starts": tether_unroll(gru_core, gru_wrt, (h0,)),
         "fast+starts": fast(True),
     }
@@ -181,12 +192,7 @@ def compile_variants(shape: tuple[int, int, int, int], seed: int = 0
     Returns the seconds of the first call (compile + run, forward and backward) and the
     variants to time: ``lstm``, ``compiled`` and ``fast``.
     """
-    T, B, n_in, H = shape
-    torch.manual_seed(seed)
-    lstm, gru = nn.LSTM(n_in, H), nn.GRU(n_in, H)
-    x = torch.randn(T, B, n_in, requires_grad=True)
-    h0 = torch.randn(1, B, H, requires_grad=True)
-    c0 = torch.randn(1, B, H, requires_grad=True)
+    lstm, gru, x, h0, c0 = _modules_and_inputs(shape, seed)
     lstm_wrt, gru_wrt = [x, h0, c0, *lstm.parameters()], [x, h0, *gru.parameters()]
     compiled_loop = torch.compile(hoisted_loop, dynamic=False, fullgraph=True)
     weights = list(gru.parameters())
@@ -194,19 +200,16 @@ def compile_variants(shape: tuple[int, int, int, int], seed: int = 0
     def compiled() -> tuple[torch.Tensor, torch.Tensor]:
         return compiled_loop(x, h0[0], *weights)
 
-    def back(wrt: list[torch.Tensor], *outs: torch.Tensor) -> object:
-        return torch.autograd.grad(torch.stack([o.sum() for o in outs]).sum(), wrt)
-
     def run_compiled() -> object:
-        return back(gru_wrt, *compiled())
+        return _back(gru_wrt, *compiled())
 
     start = time.perf_counter()
     run_compiled()
     first = time.perf_counter() - start
     return first, {
-        "lstm": lambda: back(lstm_wrt, *_flat(lstm(x, (h0, c0)))),
+        "lstm": lambda: _back(lstm_wrt, *_flat(lstm(x, (h0, c0)))),
         "compiled": run_compiled,
-        "fast": lambda: back(gru_wrt, *fast_gru.gru_unroll(gru, x, h0)),
+        "fast": lambda: _back(gru_wrt, *fast_gru.gru_unroll(gru, x, h0)),
     }
 
 
