@@ -12,8 +12,9 @@ from tether.state import RecurrentState
 from tether.tracking import TrackedRNN
 
 
-def host_starts(episode_starts: Any, steps: int, batch: int) -> np.ndarray:
-    """``episode_starts`` as a host bool array ``[T, B]`` (a CUDA tensor is copied: one sync).
+def host_starts(episode_starts: Any, steps: int, batch: int, where: str = "unroll") -> np.ndarray:
+    """``episode_starts`` as a host bool array ``[T, B]`` (a CUDA tensor is copied: one sync);
+    ``where`` names the call in the message.
 
     Raises:
         ValueError: when it is not a bool mask of shape ``(T, B)``.
@@ -27,7 +28,7 @@ def host_starts(episode_starts: Any, steps: int, batch: int) -> np.ndarray:
         ok = array.dtype == np.bool_ and array.shape == (steps, batch)
     if not ok:
         raise ValueError(
-            f"unroll: expected episode_starts as a bool mask [T={steps}, B={batch}] (True where x[t, b]"
+            f"{where}: expected episode_starts as a bool mask [T={steps}, B={batch}] (True where x[t, b]"
             f" starts a new episode), got {given.dtype} {tuple(given.shape)}; pass e.g."
             " `np.asarray(starts, bool)`"
         )

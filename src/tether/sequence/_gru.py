@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from tether import _aten
+from tether.sequence._checks import host_starts
 
 __all__ = ["fast_gru_wins", "gru_unroll", "unsupported_reason"]
 
@@ -366,13 +367,7 @@ def _keep_masks(
     T, B = shape
     if episode_starts is None:
         return None, [None] * T
-    given: Any = episode_starts
-    starts = given.detach().cpu().numpy() if isinstance(given, torch.Tensor) else np.asarray(given)
-    if starts.dtype != np.bool_ or starts.shape != (T, B):
-        raise ValueError(
-            f"gru_unroll: expected episode_starts as a bool mask [T={T}, B={B}] (True where x[t, b]"
-            f" starts a new episode), got {starts.dtype} {tuple(starts.shape)}; pass e.g."
-            " `np.asarray(starts, bool)`")
+    starts = host_starts(episode_starts, T, B, "gru_unroll")
     times = np.flatnonzero(starts.any(axis=1))
     if times.size == 0:
         return None, [None] * T
