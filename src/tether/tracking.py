@@ -196,7 +196,7 @@ class TrackedRNN(nn.Module):
         sequence = spec.style == "sequence"
         steps = int(x.shape[1 if spec.batch_first else 0]) if sequence and x.dim() == 3 else 1
         checking = get_mode() != "off"
-        verified = self._check(x, state, bootstrap, steps) if checking else None
+        verified = self.check(x, state, steps=steps, bootstrap=bootstrap) if checking else None
         if sequence:
             # Checked shapes (or the cheap shape test in off mode) let nn.LSTM / nn.GRU skip their
             # Python re-validation and go straight to the ATen op, bit for bit the same.
@@ -214,22 +214,42 @@ class TrackedRNN(nn.Module):
                                  episode_ids=verified)
 
     # ----------------------------------------------------------------------------------------
-    def _check(
-        self, x: torch.Tensor, state: RecurrentState, bootstrap: bool, steps: int,
-        restarting: np.ndarray | None = None,
+    def check(
+        self, x: torch.Tensor, state: RecurrentState, *, steps: int = 1,
+        starts: np.ndarray | None = None, bootstrap: bool = False,
     ) -> np.ndarray | None:
-        """Run the lifecycle checks of a step of ``steps``; return the verified ids, or ``None``.
+        """Run the lifecycle checks of a step of ``steps`` from ``state``; return the verified ids.
 
-        ``restarting`` (bool ``[B]``) marks rows an unroll zeroes before its first step: they may
-        hold an ended episode, and take the clock's. The returned ids are the state's own, or
-        with those rows (and rows whose episode was unknown) set to the clock's current ones.
+        The one hook every layer that runs this module's weights itself calls (the sequence engine,
+        the actor-critic's fused step, adapters) before its own plain call, so that the checks of
+        :meth:`forward` hold there too. In ``off`` mode it checks nothing and returns ``None``.
+
+        Args:
+            x: the input of the step (its shape and the state's must fit the module).
+            state: the state the step starts from.
+            steps: how many steps the call runs (``T`` of a sequence).
+            starts: bool ``[B]``, rows the caller zeroes before the first step (an unroll's
+                ``episode_starts[0]``): they may hold an ended episode, and take the clock's ids.
+            bootstrap: a read of the ending episode's own state (see :meth:`forward`).
+
+        Returns:
+            The rows' verified episode ids (the state's own, with restarting rows and rows whose
+            episode was unknown set to the clock's), or ``None`` when they could not be verified
+            (no clock, a snapshot, a reported mismatch, or ``off`` mode).
+
+        Raises:
+            StaleStateError, GraphLeakError: in strict mode (warn mode warns, and returns ``None``).
+            StateMismatchError: shapes, device or dtype do not fit the module, in every mode but off.
         """
+        if get_mode() == "off":
+            return None
+        restarting = starts
         if not isinstance(state, RecurrentState):
             raise TypeError(
                 f"tracked {type(self.module).__name__}: expected a RecurrentState, got"
                 f" {type(state).__name__}; build one with `tracked.initial_state(batch, clock)`"
             )
-        self._check_fit(x, state)
+        self.check_fit(x, state)
         if state.spent:
             report(StaleStateError(
                 "this state came out of a bootstrap read (the ending episode's final value) and"
@@ -268,7 +288,12 @@ class TrackedRNN(nn.Module):
             return state.episode_ids
         return self._check_ids(state, clock, bootstrap, restarting)
 
-    def _check_fit(self, x: torch.Tensor, state: RecurrentState) -> None:
+    def check_fit(self, x: torch.Tensor, state: RecurrentState) -> None:
+        """Check that ``x`` and ``state`` fit this module: input dims, state kind, shape, device, dtype.
+
+        Raises:
+            StateMismatchError: naming what the module expects and what it got.
+        """
         spec = self.spec
         name = f"tracked {type(self.module).__name__}"
         want_dim = 3 if spec.style == "sequence" else 2

@@ -471,8 +471,8 @@ class FactoredRecurrentActorCritic(nn.Module):
         verified = None
         if get_mode() != "off":  # (the shapes were checked by act, in every mode)
             pi_state, vf_state = state.split_layers(cut)
-            verified = actor._check(z, pi_state, False, 1)
-            critic._check_fit(zv, vf_state)  # the critic's device / dtype
+            verified = actor.check(z, pi_state)
+            critic.check_fit(zv, vf_state)  # the critic's device / dtype
             halves = (pi_state.tensors, vf_state.tensors)
         else:
             halves = (tuple(t[:cut] for t in state.tensors), tuple(t[cut:] for t in state.tensors))

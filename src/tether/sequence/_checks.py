@@ -76,7 +76,7 @@ def check_inputs(core: TrackedRNN, x: Any, state: Any) -> tuple[int, int]:
             f" {state.batch_size}", expected=str(B), got=str(state.batch_size),
         )
     with context("unroll"):  # the inner check names the module; this layer names the call
-        core._check_fit(x, state)
+        core.check_fit(x, state)
     # Under autocast x comes in the autocast dtype (an encoder's Linear) beside a float32 state:
     # the core runs in that dtype too, as nn.LSTM does there. Only a real mismatch is refused.
     if x.device != state.device or (x.dtype != state.dtype

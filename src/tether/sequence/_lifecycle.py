@@ -30,7 +30,7 @@ def live_step(
         are verified current. A row that restarts at ``t > 0`` restarts in an episode the clock
         has not begun yet: its id is ``-1`` until the next checked step adopts the clock's.
     """
-    checked = core._check(x, state, False, int(x.shape[0]), starts[0]) if get_mode() != "off" else None
+    checked = core.check(x, state, steps=int(x.shape[0]), starts=starts[0])
     clock = state.clock
     if clock is None or not starts.any():
         return checked, checked is not None
