@@ -1,7 +1,4 @@
-"""CUDA: the core, the engine and the actor-critic on a GPU (skipped cleanly where none is).
-
-No GPU was lent to the sessions that wrote these, so they have not run yet; they skip here.
-"""
+"""CUDA: the core, the engine and the actor-critic on a GPU (skipped cleanly where none is)."""
 
 from __future__ import annotations
 
