@@ -22,9 +22,10 @@ from tether.bench.__main__ import main
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _copy_of_this_repository(dest: Path) -> tuple[Path, list[Path]]:
+def _copy_of_this_repository(dest: Path) -> tuple[Path, list[Path], int]:
     """README.md, docs/*.md, the results files their tables render and src/tether, copied to ``dest``,
-    with every results file stamped as measured on the copy's sources (fresh)."""
+    with every results file that records provenance stamped as measured on the copy's sources
+    (fresh); also the number of tables whose results record none (stale whatever the sources)."""
     shutil.copytree(ROOT / "src" / "tether", dest / "src" / "tether",
                     ignore=shutil.ignore_patterns("__pycache__"))
     files = []
@@ -33,30 +34,33 @@ def _copy_of_this_repository(dest: Path) -> tuple[Path, list[Path]]:
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, copy)
         files.append(copy)
-    current = provenance.source_hash(dest / "src" / "tether")
+    current, unrecorded = provenance.source_hash(dest / "src" / "tether"), 0
     for path in files:
         for block in tables.find_blocks(path, path.read_text(encoding="utf-8"))[0]:
             results = dest / block.source
             data = json.loads((ROOT / block.source).read_text(encoding="utf-8"))
-            data["provenance"]["source_hash"] = current  # rendering never reads the hash
+            if data.get("provenance"):
+                data["provenance"]["source_hash"] = current  # rendering never reads the hash
+            else:
+                unrecorded += 1
             results.parent.mkdir(parents=True, exist_ok=True)
             results.write_text(json.dumps(data), encoding="utf-8")
-    return dest, files
+    return dest, files, unrecorded
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+def repository(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], int]:
     """A fresh copy of this repository's tables, their results files and its tether sources."""
     return _copy_of_this_repository(tmp_path_factory.mktemp("repo"))
 
 
-def test_a_comment_under_src_makes_tables_stale_not_wrong(repository: tuple[Path, list[Path]]) -> None:
+def test_a_comment_under_src_makes_tables_stale_not_wrong(repository: tuple[Path, list[Path], int]) -> None:
     """A comment line added to any file under src/: every table still renders exactly from its
     results file (what the test suite checks), and ``tether bench check`` reports them all stale."""
-    root, files = repository
+    root, files, unrecorded = repository
     found = staleness.find_stale(files, root)
-    assert found.fresh
-    assert found.tables >= 1
+    assert found.tables > unrecorded
+    assert len(found.stale) == unrecorded
     assert tables.check(files, root) == []
     sources = sorted((root / "src" / "tether").rglob("*.py"))
     assert len(sources) > 10
@@ -69,16 +73,17 @@ def test_a_comment_under_src_makes_tables_stale_not_wrong(repository: tuple[Path
             assert len(found.stale) == found.tables, path
         finally:
             path.write_text(before, encoding="utf-8")
-    assert staleness.find_stale(files, root).fresh
+    assert len(staleness.find_stale(files, root).stale) == unrecorded
 
 
-def test_check_command_on_an_edited_copy(repository: tuple[Path, list[Path]],
+def test_check_command_on_an_edited_copy(repository: tuple[Path, list[Path], int],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """``check`` exits 0 on fresh tables, 1 listing each stale one after an edit; ``tables --check``
     passes both times."""
-    root, files = repository
-    assert main(["check", "--root", str(root)]) == 0
-    assert capsys.readouterr().out.startswith(f"{staleness.find_stale(files, root).tables} table(s) fresh")
+    root, files, unrecorded = repository
+    if not unrecorded:
+        assert main(["check", "--root", str(root)]) == 0
+        assert capsys.readouterr().out.startswith(f"{staleness.find_stale(files, root).tables} table(s) fresh")
     init = root / "src" / "tether" / "__init__.py"
     before = init.read_text(encoding="utf-8")
     init.write_text(before + "# a comment\n", encoding="utf-8")

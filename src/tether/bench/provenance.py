@@ -137,11 +137,16 @@ def measured_on(record: Mapping[str, Any] | None) -> str:
     ...              "versions": {"tether": "0.1.0", "torch": "2.13.0", "python": "3.11.7"},
     ...              "hardware": {"cpu": "AMD EPYC", "logical_cpus": 2}})
     'Measured on commit 0123456789 (tether 0.1.0, torch 2.13.0, Python 3.11.7, AMD EPYC, 2 logical CPUs).'
+    >>> measured_on({"commits": ["0123456789abcdef", "fedcba9876543210"], "dirty": True})
+    'Measured on commits 0123456789, fedcba9876 with uncommitted changes.'
     >>> measured_on(None)
     'Measured on unknown commit (no provenance recorded).'
     """
     if not record:
         return "Measured on unknown commit (no provenance recorded)."
     v, hw = record.get("versions") or {}, record.get("hardware") or {}
-    return (f"Measured on {commit_of(record)} (tether {v.get('tether')}, torch {v.get('torch')},"
-            f" Python {v.get('python')}, {hw.get('cpu')}, {hw.get('logical_cpus')} logical CPUs).")
+    named = (("tether", "tether"), ("torch", "torch"), ("Python", "python"))
+    parts = [f"{name} {v[key]}" for name, key in named if v.get(key)]
+    parts += [str(hw["cpu"])] if hw.get("cpu") else []
+    parts += [f"{hw['logical_cpus']} logical CPUs"] if hw.get("logical_cpus") else []
+    return f"Measured on {commit_of(record)}" + (f" ({', '.join(parts)})." if parts else ".")
