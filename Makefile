@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo examples test test-all lint typecheck bench clean
+.PHONY: venv demo examples test test-all lint typecheck bench results-check clean
 
 venv: $(STAMP)
 
@@ -42,6 +42,12 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks -q --benchmark-only --benchmark-columns=median,iqr,rounds
+
+# Lists the README / docs tables measured on other tether sources than the checkout's, with the
+# commit each was measured on and the command that regenerates it. Exit 1 when any is stale: a
+# report of what to re-measure, not a broken build (`make test` checks only that tables render).
+results-check: $(STAMP)
+	$(BIN)/tether bench check
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .benchmarks

@@ -1,6 +1,6 @@
-"""The CUDA path, in one prepared run: sync-free steps, bf16 autocast, throughput, unroll vs fused.
+"""The CUDA path in one run: sync-free steps, bf16 autocast, throughput, unroll vs fused.
 
-Made for a GPU machine lent for a few minutes (``--device cuda``); ``--device cpu --quick`` runs
+A few minutes on a CUDA machine (``--device cuda``); ``--device cpu --quick`` runs
 the same code on small sizes as a smoke test (no sync check: that needs CUDA). It measures:
 
 1. **No host-device sync from tether per step.** A batched torch CartPole-NoVel (below: every env

@@ -43,7 +43,7 @@ from tether import RecurrentState, track
 from tether.bench import provenance
 from tether.sequence import unroll
 
-#: The four shapes of the issue, and a short sequence (does a short unroll still win?).
+#: The sequence table's four shapes, and a short sequence (does a short unroll still win?).
 SHAPES = [(130, 2, 64, 64), (128, 8, 64, 128), (32, 64, 64, 64), (128, 32, 128, 256), (8, 8, 64, 64)]
 SMALL_SHAPES = [(16, 4, 8, 16)]
 #: (T, B, in, H) for inference without grad: the single step policy.act runs, and a few more steps.

@@ -38,7 +38,7 @@ from tether.sequence import unroll, unroll_reference
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-#: (T, B, in, H): the shapes of the brief, and a small one for quick runs.
+#: (T, B, in, H): the shapes the README's sequence table reports, and a small one for quick runs.
 FULL_SHAPES = [(130, 2, 64, 64), (128, 8, 64, 128), (128, 32, 128, 256), (32, 64, 64, 64)]
 SMALL_SHAPES = [(32, 8, 32, 64)]
 START_RATE = 0.02

@@ -57,7 +57,7 @@ def test_report_prints_the_table(ran: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_tables_check_on_this_checkout(capsys: pytest.CaptureFixture[str]) -> None:
-    """``tables --check`` on the repository passes (its README marks no stale table)."""
+    """``tables --check`` on the repository passes: every table renders exactly from its results file."""
     root = Path(__file__).resolve().parents[2]
     assert main(["tables", "--check", "--root", str(root)]) == 0
     assert "problem(s)" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def test_table_and_files(ran: Path) -> None:
     assert all(p.stat().st_size > 0 for p in written)
     summary = json.loads((ran / "summary.json").read_text())
     text = (ran / "summary.md").read_text()
-    assert text == render_table(summary) + "\n"
+    assert text == f"{render_table(summary)}\n\n{provenance.measured_on(summary['provenance'])}\n"
+    assert text.endswith(f", {summary['provenance']['hardware']['cpu']}, {os.cpu_count()} logical CPUs).\n")
     assert "| cartpole | lstm | 3 | 101.0 [" in text
     assert "| ≥ 101 | 2/3 | 200 | 100.0, 101.0, 102.0 |" in text
     assert "| all tasks (normalised) | gru | 6 |" in text

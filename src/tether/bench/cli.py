@@ -3,7 +3,13 @@
 ``tether bench run GRID.toml --out DIR [--jobs N]`` trains every cell not yet done under DIR (each
 in its own process), then writes the report; ``tether bench report DIR`` writes ``summary.json``,
 ``summary.md``, ``curves.png`` and ``profile.png``; ``tether bench tables [--check]`` rewrites (or
-checks) every marked table in README.md and docs/*.md from its results file.
+checks) every marked table in README.md and docs/*.md from its results file (rendering only);
+``tether bench check`` lists the tables measured on other tether sources than the checkout's, with
+the commit each was measured on and the command that regenerates it.
+
+Exit status: 0 done (``check``: every table fresh); 1 a cell failed, a table differs from its
+render, or (``check``) some table is stale, which is a report, not an error; 2 bad input (a missing
+file, a malformed grid or results file), said in one line.
 """
 
 from __future__ import annotations
@@ -42,9 +48,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     tables = sub.add_parser("tables", help="regenerate the marked tables in README.md and docs/*.md")
     tables.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: .)")
     tables.add_argument("--check", action="store_true",
-                        help="only check: exit 1 naming each table that is stale or disagrees")
+                        help="only check: exit 1 naming each table that differs from its render")
     tables.add_argument("files", type=Path, nargs="*",
                         help="markdown files (default: README.md and docs/*.md under --root)")
+    stale = sub.add_parser(
+        "check", help="list the tables measured on other tether sources than the checkout's",
+        description="List each README / docs table whose results were measured on other tether sources than"
+                    " the checkout's, with the commit it was measured on and the command that regenerates it."
+                    " Exit status 0: every table fresh; 1: some stale (a report); 2: bad input.")
+    stale.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: .)")
+    stale.add_argument("files", type=Path, nargs="*",
+                       help="markdown files (default: README.md and docs/*.md under --root)")
     bench.set_defaults(handler=run)
     parser: argparse.ArgumentParser = bench
     return parser
@@ -98,9 +112,18 @@ def _tables(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from tether.bench import staleness, tables  # noqa: PLC0415
+
+    found = staleness.find_stale(args.files or tables.default_files(args.root), args.root)
+    for line in found.lines():
+        print(line)
+    return 0 if found.fresh else 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Run a parsed ``tether bench`` command; bad input is one line on stderr and exit status 2."""
-    handlers = {"run": _run, "report": _report, "tables": _tables}
+    handlers = {"run": _run, "report": _report, "tables": _tables, "check": _check}
     try:
         return handlers[args.bench_command](args)
     except (TetherError, FileNotFoundError) as err:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tether.bench import stats
+from tether.bench import provenance, stats
 from tether.bench.runner import GRID_INFO, RESULT
 
 __all__ = ["GRID_INFO", "SUMMARY", "load_results", "render_table", "summarise", "write_report"]
@@ -172,7 +172,8 @@ def _digits(rows: list[dict[str, Any]]) -> int:
 
 
 def render_table(summary: dict[str, Any]) -> str:
-    """The summary as a markdown table (what the README's learning block shows)."""
+    """The summary as a markdown table and its notes (what the README's learning block shows above
+    the line naming the commit it was measured on)."""
     lines = ["| task | variant | seeds | IQM [95 % CI] | median [95 % CI] | bar | seeds at bar |"
              " median steps/s | eval per seed |", "|---|---|---:|---|---|---:|---:|---:|---|"]
     for r in summary["rows"]:
@@ -190,16 +191,9 @@ def render_table(summary: dict[str, Any]) -> str:
                else f"{summary['confidence']:.0%} CI" + (", paired by seed" if s["paired"] else ""))
         lines.append(f"\nsteps/s of {s['variant']} / {s['reference']} on {s['task']}: {_ci(s['ratio'], 2)}"
                      f" (ratio of medians; {how})")
-    prov = summary["provenance"]
-    v, hw = prov["versions"], prov["hardware"]
-    shown = prov["commits"][:3]
-    more = f" and {len(prov['commits']) - 3} more" if len(prov["commits"]) > 3 else ""
-    commit = ", ".join(c[:10] for c in shown) + more + (" (dirty)" if prov["dirty"] else "")
     lines += ["", f"IQM and median over seeds of the deterministic evaluation's mean return;"
               f" {summary['confidence']:.0%} stratified-bootstrap intervals"
-              f" ({summary['n_resamples']} resamples)."
-              f" tether {v.get('tether')} ({commit}), torch {v.get('torch')}, Python {v.get('python')},"
-              f" {hw.get('cpu')} ({hw.get('logical_cpus')} logical CPUs)."]
+              f" ({summary['n_resamples']} resamples)."]
     return "\n".join(lines)
 
 
@@ -219,7 +213,8 @@ def write_report(out: str | Path, *, plots: bool = True, n_resamples: int = stat
     summary = summarise(load_results(folder), info=info, n_resamples=n_resamples)
     written = [folder / SUMMARY, folder / "summary.md"]
     written[0].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    written[1].write_text(render_table(summary) + "\n", encoding="utf-8")
+    written[1].write_text(f"{render_table(summary)}\n\n{provenance.measured_on(summary['provenance'])}\n",
+                          encoding="utf-8")
     if plots:
         from tether.bench.plots import plot_curves, plot_profile  # noqa: PLC0415 (matplotlib is optional)
 

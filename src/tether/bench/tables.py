@@ -7,9 +7,11 @@ A table lives between two marker comments that name how to render it and from wh
     | task | variant | ... |
     <!-- tether-bench:learning:end -->
 
-:func:`regenerate` rewrites every block from its file; :func:`check` reports each block whose text
-differs from the render of its file, and each file made from tether sources other than the
-checkout's (``provenance.source_hash``), so numbers measured on other code cannot land.
+:func:`regenerate` rewrites every block from its file, ending with the line that says which commit,
+versions and CPU it was measured on; :func:`check` reports each block whose text differs from the
+render of its file. Whether a file was measured on the checkout's sources is a separate question,
+answered by :mod:`tether.bench.staleness` (``tether bench check``): an edit under ``src/`` makes
+tables stale, never wrong.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import attrs
 
 from tether.bench import provenance
 from tether.bench.report import render_table
+from tether.errors import TetherError
 
-__all__ = ["RENDERERS", "Block", "check", "default_files", "find_blocks", "regenerate", "render_block"]
+__all__ = ["RENDERERS", "Block", "ResultsFileError", "check", "default_files", "find_blocks", "read_results",
+           "regenerate", "regenerate_command", "render_block"]
 
 _BLOCK = re.compile(
     r"<!-- tether-bench:(?P<kind>[a-z0-9-]+):begin (?P<source>\S+) -->\n(?P<body>.*?)"
@@ -48,7 +52,7 @@ def _step_overhead(data: dict[str, Any]) -> str:
                      f" {_ratio_cell(step[name], step[base], 'µs', 1e6)} |")
     a = data["args"]
     return "\n".join([*lines, "", f"Ratios to the {shown[base]} step; medians of {a['rounds']}"
-                      f" interleaved rounds of {a['inner']} steps; {_measured(data)}."])
+                      f" interleaved rounds of {a['inner']} steps."])
 
 
 def _sequence(data: dict[str, Any]) -> str:
@@ -61,7 +65,7 @@ def _sequence(data: dict[str, Any]) -> str:
         lines.append(f"| {', '.join(map(str, row['shape']))} | " + " | ".join(cells)
                      + f" | {wall['reference'] / wall['unroll']:.1f}× |")
     return "\n".join([*lines, "", f"Forward + backward, {data['start_rate']:.0%} random episode starts,"
-                      f" medians of {data['rounds']} interleaved rounds; {_measured(data)}."])
+                      f" medians of {data['rounds']} interleaved rounds."])
 
 
 def _sequence_explore(data: dict[str, Any]) -> str:
@@ -73,7 +77,7 @@ def _sequence_explore(data: dict[str, Any]) -> str:
         lines.append(f"| {', '.join(map(str, row['shape']))} | "
                      + " | ".join(f"{wall[n] / wall['fused']:.2f}×" for n in names) + " |")
     return "\n".join([*lines, "", f"Wall clock over the fused no-reset call, medians of {data['rounds']}"
-                      f" interleaved rounds; {_measured(data)}."])
+                      " interleaved rounds."])
 
 
 def _memory(data: dict[str, Any]) -> str:
@@ -85,7 +89,7 @@ def _memory(data: dict[str, Any]) -> str:
                      f" {r['rss_end_mb']:.1f} MiB | {r['growth_pct']:+.1f} % | {r['graph_nodes_end']:,} |")
     a = data["args"]
     return "\n".join([*lines, "", f"{a['episodes']} episodes of {a['min_len']}-{a['max_len']} steps in"
-                      f" {a['num_envs']} envs; {_measured(data)}."])
+                      f" {a['num_envs']} envs."])
 
 
 def _compare(data: dict[str, Any]) -> str:
@@ -100,7 +104,7 @@ def _compare(data: dict[str, Any]) -> str:
         lines.append(f"| {library} {versions[library]} | {r['median_steps_per_second']:.0f} ({rates}) |"
                      f" {evals} | {r['solved']}/{len(r['seeds'])} |")
     return "\n".join([*lines, "", f"tether / sb3-contrib steps/s: **{s['ratio_steps_per_second']:.2f}×**"
-                      f" (ratio of medians); {_measured(data)}."])
+                      " (ratio of medians)."])
 
 
 def _compare_full(data: dict[str, Any]) -> str:
@@ -127,8 +131,8 @@ def _compare_full(data: dict[str, Any]) -> str:
               f" per seed {ratios}); per CPU-second of the training process:"
               f" {s['ratio_steps_per_cpu_second']:.2f}×. Target ≥ 2× steps/s at equal or better return:"
               f" {'met' if s['target_met'] else 'not met'}.", "",
-              f"Measured with sb3-contrib {env['sb3_contrib']}, stable-baselines3 {env['stable_baselines3']},"
-              f" gymnasium {env['gymnasium']}; {_measured(data)}, 1 torch thread a run."]
+              f"sb3-contrib {env['sb3_contrib']}, stable-baselines3 {env['stable_baselines3']},"
+              f" gymnasium {env['gymnasium']}; 1 torch thread a run."]
     return "\n".join(lines)
 
 
@@ -147,8 +151,7 @@ def _gru(data: dict[str, Any]) -> str:
                      f" {ms['gru'] / ms['lstm']:.2f}× | **{ms['fast'] / ms['lstm']:.2f}×** |"
                      f" {ms['fast+starts'] / ms['lstm_unroll+starts']:.2f}× |")
     return "\n".join([*lines, "", "Forward + backward (gradients of the input, the initial state and every"
-                      " parameter), medians of this thread's CPU time over interleaved rounds, 1 thread;"
-                      f" {_measured(data)}."])
+                      " parameter), medians of this thread's CPU time over interleaved rounds, 1 thread."])
 
 
 def _act_step(data: dict[str, Any]) -> str:
@@ -163,12 +166,13 @@ def _act_step(data: dict[str, Any]) -> str:
                      f" **{c['act_strict'] / c['lean']:.2f}×** | {c['act_off'] / c['lean']:.2f}× |"
                      f" {c['act_strict'] / c['lean_cells']:.2f}× |")
     return "\n".join([*lines, "", f"Thread CPU time per call, medians of {data['rounds']} interleaved"
-                      f" rounds of {data['calls_per_round']} calls, 1 thread; {_measured(data)}."])
+                      f" rounds of {data['calls_per_round']} calls, 1 thread."])
 
 
 def _e2e(data: dict[str, Any]) -> str:
     """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``)."""
-    names = {"now": "this commit", "before": f"before ({str(data.get('before_commit'))[:10]})"}
+    # "now" is the commit the line under the table names; "before" the reference the script was given
+    names = {"now": "measured commit", "before": f"before ({str(data.get('before_commit'))[:10]})"}
     lines = ["| sources | core | median steps/s | per run |", "|---|---|---:|---|"]
     for key, rates in data["steps_per_second"].items():
         tree, core = key.split("/")
@@ -176,26 +180,20 @@ def _e2e(data: dict[str, Any]) -> str:
                      f" {', '.join(f'{v:.0f}' for v in rates)} |")
     ratios = "; ".join(f"{k}: **{v:.2f}×**" for k, v in data["ratios"].items())
     return "\n".join([*lines, "", f"{ratios}. {data['steps']} env steps a run, {data['rounds']} alternated"
-                      f" rounds, ratios of medians; {_measured(data)}."])
-
-
-def _measured(data: dict[str, Any]) -> str:
-    prov = data.get("provenance")
-    if not prov:
-        return "no provenance recorded"
-    v, hw, git = prov["versions"], prov["hardware"], prov["git"]
-    commit = "no commit" if git["commit"] is None else git["commit"][:10] + (" dirty" if git["dirty"] else "")
-    return (f"tether {v['tether']} ({commit}), torch {v['torch']}, Python {v['python']}, {hw['cpu']}"
-            f" ({hw['logical_cpus']} logical CPUs)")
+                      " rounds, ratios of medians."])
 
 
 def _learning(data: dict[str, Any]) -> str:
     return render_table(data)
 
 
+class ResultsFileError(TetherError, ValueError):
+    """A results file behind a marked table is missing, is not a JSON object, or lacks a field."""
+
+
 #: How each kind of block renders, and the command that writes its results file.
 RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
-    "learning": (_learning, "python -m tether.bench run GRID.toml --out DIR (see benchmarks/grids/)"),
+    "learning": (_learning, "tether bench run GRID.toml --out DIR (see benchmarks/grids/)"),
     "compare": (_compare, "python benchmarks/compare_sb3.py"),
     "compare-full": (_compare_full, "python benchmarks/compare_sb3.py"),
     "step-overhead": (_step_overhead, "python benchmarks/step_overhead.py"),
@@ -247,26 +245,73 @@ def find_blocks(path: Path, text: str) -> tuple[list[Block], list[str]]:
     return blocks, problems
 
 
+def regenerate_command(block: Block, root: str | Path) -> str:
+    """The command that writes ``block``'s results file.
+
+    A learning block's file is a grid's ``summary.json``: the command runs the grid of the same
+    name in ``benchmarks/grids/`` (or the copy kept beside the summary) into the summary's folder.
+    """
+    if block.kind != "learning":
+        return RENDERERS[block.kind][1] if block.kind in RENDERERS else "its benchmark script"
+    out = Path(block.source).parent
+    grid = Path("benchmarks") / "grids" / f"{out.name}.toml"
+    if not (Path(root) / grid).is_file():
+        grid = out / "grid.toml"
+    return f"tether bench run {grid.as_posix()} --out {out.as_posix()}"
+
+
+def read_results(block: Block, root: str | Path) -> dict[str, Any]:
+    """The JSON object of ``block``'s results file.
+
+    Raises:
+        ResultsFileError: when the file is missing or does not hold a JSON object.
+    """
+    source, command = Path(root) / block.source, regenerate_command(block, root)
+    if not source.is_file():
+        raise ResultsFileError(f"{block.where}: no results file {block.source}; make it with `{command}`")
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsFileError(f"{block.where}: {block.source} is not valid JSON ({err}); make it again"
+                               f" with `{command}`") from None
+    if not isinstance(data, dict):
+        raise ResultsFileError(f"{block.where}: {block.source} holds a JSON {type(data).__name__}, expected"
+                               f" an object; make it again with `{command}`")
+    return data
+
+
 def render_block(block: Block, root: Path) -> tuple[str | None, list[str]]:
-    """The block's rendered text (``None`` when it cannot be rendered) and its problems."""
+    """The block's rendered text (``None`` when it cannot be rendered) and its problems.
+
+    The text is the kind's table and notes, then the line naming the commit, versions and CPU the
+    results file records (:func:`tether.bench.provenance.measured_on`).
+
+    Raises:
+        ResultsFileError: when the results file is not a JSON object, or lacks a field the kind shows.
+    """
     if block.kind not in RENDERERS:
         return None, [f"{block.where}: unknown kind; expected one of {sorted(RENDERERS)}"]
-    render, command = RENDERERS[block.kind]
-    source = root / block.source
-    if not source.is_file():
-        return None, [f"{block.where}: no results file {block.source}; make it with `{command}`"]
-    data = json.loads(source.read_text(encoding="utf-8"))
-    made_from = (data.get("provenance") or {}).get("source_hash")
-    current = provenance.source_hash(root / "src" / "tether")
-    problems = []
-    if made_from != current:
-        problems.append(f"{block.where}: {block.source} was made from tether sources {made_from}, not the"
-                        f" checkout's ({current}): rerun `{command}`, then `python -m tether.bench tables`")
-    return render(data).rstrip("\n") + "\n", problems
+    if not (root / block.source).is_file():
+        return None, [f"{block.where}: no results file {block.source}; make it with"
+                      f" `{regenerate_command(block, root)}`"]
+    data = read_results(block, root)
+    try:
+        table = RENDERERS[block.kind][0](data).rstrip("\n")
+    except KeyError as err:
+        raise ResultsFileError(f"{block.where}: {block.source} has no field {err} that a {block.kind} table"
+                               f" shows; make it again with `{regenerate_command(block, root)}`") from None
+    return f"{table}\n\n{provenance.measured_on(data.get('provenance'))}\n", []
 
 
 def check(files: Sequence[str | Path], root: str | Path) -> list[str]:
-    """A line per problem: a stale results file, a table that differs from its render, a bad marker."""
+    """A line per problem: a table that differs from its render, a missing results file, a bad marker.
+
+    Results measured on other tether sources than the checkout's are not a problem here: the
+    table still says what was measured, and on which commit (``tether bench check`` lists them).
+
+    Raises:
+        ResultsFileError: when a results file is not a JSON object, or lacks a field its table shows.
+    """
     base, problems = Path(root), []
     for name in files:
         path = Path(name)
@@ -277,16 +322,19 @@ def check(files: Sequence[str | Path], root: str | Path) -> list[str]:
             problems += issues
             if text is not None and text != block.body:
                 problems.append(f"{block.where}: the table differs from the render of {block.source};"
-                                " run `python -m tether.bench tables`")
+                                " run `tether bench tables`")
     return problems
 
 
 def regenerate(files: Sequence[str | Path], root: str | Path) -> tuple[list[Path], list[str]]:
-    """Rewrite every marked block from its results file.
+    """Rewrite every marked block from its results file (rendering only: nothing is measured).
 
     Returns:
-        The files changed, and the problems found (stale or missing results files, bad markers):
-        a block whose file is missing keeps its text.
+        The files changed, and the problems found (missing results files, unknown kinds, bad
+        markers): a block that cannot be rendered keeps its text.
+
+    Raises:
+        ResultsFileError: when a results file is not a JSON object, or lacks a field its table shows.
     """
     base, changed, problems = Path(root), [], []
     for name in files:
