@@ -77,7 +77,7 @@ class ObservationNorm(NamedTuple):
             >>> from tether.envs.factory import obs_normalizer
             >>> venv = make_vector_env("tether/CartPole-NoVel-v0", 2, normalize_obs=True)
             >>> ObservationNorm.from_wrapper(obs_normalizer(venv)).mean.shape
-            (2,)
+            (4,)
             >>> venv.close()
         """
         rms = wrapper.obs_rms
@@ -188,16 +188,18 @@ class PolicyStep(nn.Module):
         return [*heads, "value", "next_h", *(["next_c"] if self.has_c else [])]
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        """Valid inputs for ``batch`` rows: zero observations (discrete leaves at their ``start``), a
-        zero state, every row starting an episode, every action allowed."""
+        """Valid inputs for ``batch`` rows, each leaf in its space's dtype (as an exported graph takes them).
+
+        Zero observations (discrete leaves at their ``start``), a zero state, every row starting an
+        episode, every action allowed.
+        """
         weight = self.value_head.weight
         obs = []
         for leaf in self.obs_layout.leaves:
-            value = torch.zeros((batch, *leaf.shape), dtype=torch.float32, device=weight.device)
+            values = np.zeros((batch, *leaf.shape), dtype=leaf.space.dtype)
             if leaf.kind in ("discrete", "multi_discrete"):
-                starts = torch.tensor(leaf.starts, device=weight.device).reshape(leaf.shape)
-                value = (value.long() + starts)
-            obs.append(value)
+                values += np.asarray(leaf.starts, dtype=values.dtype).reshape(leaf.shape)
+            obs.append(torch.from_numpy(values).to(weight.device))
         state = [torch.zeros(self.state_layers, batch, self.hidden_size, dtype=weight.dtype, device=weight.device)
                  for _ in range(2 if self.has_c else 1)]
         start = torch.ones(batch, dtype=torch.bool, device=weight.device)
