@@ -36,7 +36,7 @@ PACKAGES = {
     "tether.ppo": {"EvalSummary", "MetricsLogger", "MissingDependencyError", "PPOConfig", "PPOLoss", "PRESETS",
                    "RecurrentPPO", "RunFolderError", "evaluate_policy", "load_checkpoint", "plot_runs", "ppo_loss",
                    "read_metrics", "save_checkpoint"},
-    "tether.policy": {"ActResult", "EvalResult", "RecurrentPolicy"},
+    "tether.policy": {"ActResult", "EvalResult", "ExportablePolicy", "RecurrentPolicy"},
     "tether.rollout": {"RecurrentRolloutBuffer", "RolloutCollector", "RolloutStorage", "SequenceMinibatch",
                        "TrackedVectorEnv", "VecStep", "compute_gae"},
     "tether.sequence": {"Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -14,7 +15,8 @@ from torch.distributions import Categorical, Normal
 from tether import RecurrentState
 from tether.envs import make_vector_env
 from tether.envs.factory import obs_normalizer
-from tether.nets import FactoredRecurrentActorCritic, ObservationNorm, PolicyStep
+from tether.nets import FactoredRecurrentActorCritic, MemorylessPolicy, ObservationNorm, PolicyStep
+from tether.policy import ExportablePolicy, RecurrentPolicy
 
 T, B = 7, 5
 CASES: dict[str, tuple[gym.Space[Any], gym.Space[Any]]] = {
@@ -223,7 +225,7 @@ def test_observation_norm_reads_gymnasiums_normaliser() -> None:
     try:
         venv.reset(seed=0)
         for _ in range(5):
-            obs, *_ = venv.step(venv.action_space.sample())
+            venv.step(venv.action_space.sample())
         wrapper = obs_normalizer(venv)
         norm = ObservationNorm.from_wrapper(wrapper)
         np.testing.assert_array_equal(norm.mean, wrapper.obs_rms.mean)
@@ -300,3 +302,22 @@ def test_torch_export_with_a_dynamic_batch(core: str, shared: bool, strict: bool
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
+
+
+def test_the_actor_critic_is_an_exportable_policy() -> None:
+    """FactoredRecurrentActorCritic follows ExportablePolicy; a policy without export_step does not."""
+    policy = _policy("box", "gru", True)
+    assert isinstance(policy, ExportablePolicy)
+    assert isinstance(MemorylessPolicy(policy), RecurrentPolicy)
+    assert not isinstance(MemorylessPolicy(policy), ExportablePolicy)
+
+
+def test_the_documented_export_example_runs() -> None:
+    """docs/actor_critic.md's export example runs as written."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "actor_critic.md").read_text()
+    section = text.split("### Exporting one step", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "actor_critic.md", "exec"), namespace)
+    assert namespace["action"].shape == (7,)
+    assert namespace["h"].shape == (1, 7, 64)

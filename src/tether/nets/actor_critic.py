@@ -312,7 +312,8 @@ class FactoredRecurrentActorCritic(nn.Module):
                           final if return_state else None)
 
     def export_step(
-        self, *, deterministic: bool = True, action_masks: bool = False, obs_norm: ObservationNorm | None = None
+        self, *, deterministic: bool = True, action_masks: bool = False,
+        obs_norm: ObservationNorm | None = None,
     ) -> PolicyStep:
         """One policy step as a plain ``nn.Module`` of tensors, for ``torch.export`` / ONNX.
 

@@ -154,7 +154,9 @@ class GaussianHead(nn.Module):
         action = gaussian_sample(mean, log_std, deterministic)
         return action, gaussian_log_prob(mean, log_std, action)
 
-    def distribution(self, features: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def distribution(
+        self, features: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The distribution's parameters ``(mean [N, d], log_std [N, d])`` (the log-std per row)."""
         del mask
         mean = self.linear(features)

@@ -16,7 +16,8 @@ from torch import nn
 
 from tether.nets.factors import ActionLayout
 
-__all__ = ["as_actions", "as_episode_starts", "custom_encoder_features", "positive_int", "refuse_orphan_parts"]
+__all__ = ["as_actions", "as_episode_starts", "custom_encoder_features", "positive_int",
+           "refuse_orphan_parts"]
 
 _WHO = "FactoredRecurrentActorCritic"
 

@@ -152,7 +152,9 @@ class PolicyStep(nn.Module):
             self.obs_eps = float(obs_norm.eps)
             self.obs_clip = None if obs_norm.clip is None else float(obs_norm.clip)
 
-    def _norm_stats(self, norm: ObservationNorm, space: spaces.Space[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _norm_stats(
+        self, norm: ObservationNorm, space: spaces.Space[Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(space, spaces.Box):
             raise ValueError(f"export_step: obs_norm normalises a Box observation, but the policy observes"
                              f" {space!r}; drop obs_norm")
@@ -168,7 +170,8 @@ class PolicyStep(nn.Module):
     def input_names(self) -> list[str]:
         """The names of :meth:`forward`'s inputs, in order."""
         leaves = self.obs_layout.leaves
-        obs = ["obs"] if len(leaves) == 1 and not leaves[0].path else [_leaf_name(leaf.path) for leaf in leaves]
+        plain = len(leaves) == 1 and not leaves[0].path
+        obs = ["obs"] if plain else [_leaf_name(leaf.path) for leaf in leaves]
         state = ["h", "c"] if self.has_c else ["h"]
         return [*obs, *state, "episode_start", *(["action_mask"] if self.action_masks else [])]
 
@@ -200,7 +203,8 @@ class PolicyStep(nn.Module):
             if leaf.kind in ("discrete", "multi_discrete"):
                 values += np.asarray(leaf.starts, dtype=values.dtype).reshape(leaf.shape)
             obs.append(torch.from_numpy(values).to(weight.device))
-        state = [torch.zeros(self.state_layers, batch, self.hidden_size, dtype=weight.dtype, device=weight.device)
+        shape = (self.state_layers, batch, self.hidden_size)
+        state = [torch.zeros(shape, dtype=weight.dtype, device=weight.device)
                  for _ in range(2 if self.has_c else 1)]
         start = torch.ones(batch, dtype=torch.bool, device=weight.device)
         mask = ([torch.ones(batch, self.layout.mask_size, dtype=torch.bool, device=weight.device)]
