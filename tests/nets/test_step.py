@@ -290,8 +290,10 @@ def test_torch_export_with_a_dynamic_batch(core: str, shared: bool, strict: bool
     policy = _policy("dict", core, shared)
     step = policy.export_step(action_masks=True)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    dynamic = tuple({1: batch} if name in ("h", "c") else {0: batch} for name in step.input_names)
-    program = torch.export.export(step, step.example_inputs(3), dynamic_shapes=(dynamic,), strict=strict)
+    assert step.dynamic_shapes(batch) == (tuple({1: batch} if name in ("h", "c") else {0: batch}
+                                                for name in step.input_names),)
+    program = torch.export.export(step, step.example_inputs(3), dynamic_shapes=step.dynamic_shapes(batch),
+                                  strict=strict)
     rng = np.random.default_rng(0)
     state = [torch.randn(policy.state_layers, B, 8) for _ in range(2 if core == "lstm" else 1)]
     inputs = (*_leaves(policy, _batched(policy.observation_space, rng)), *state,

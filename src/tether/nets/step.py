@@ -211,6 +211,16 @@ class PolicyStep(nn.Module):
                 if self.action_masks else [])
         return (*obs, *state, start, *mask)
 
+    def dynamic_shapes(self, batch: Any) -> tuple[tuple[dict[int, Any], ...]]:
+        """The ``dynamic_shapes`` argument of ``torch.export.export`` that leaves the batch dim free.
+
+        Args:
+            batch: the batch dim, e.g. ``torch.export.Dim("batch", min=1, max=1024)``: dim 0 of the
+                observations, ``episode_start`` and ``action_mask``, dim 1 of the state tensors.
+        """
+        state = {"h", "c"}
+        return (tuple({1: batch} if name in state else {0: batch} for name in self.input_names),)
+
     # ------------------------------------------------------------------------------------------
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One step: the inputs of :attr:`input_names` in, the outputs of :attr:`output_names` out.
