@@ -2,10 +2,12 @@
 
 The work splits in two layers. The *tensor stages* (the encoder, the action heads, the value
 head) are pure functions of tensors that compile with ``torch.compile(fullgraph=True)``. The
-*lifecycle layer* around them (input checks, the tracked core's state checks, splitting and
-merging the actor / critic layers of the one policy state) runs in Python with host-side integers
-only, outside any compiled region. :meth:`FactoredRecurrentActorCritic.compile` compiles the
-stages in place.
+*lifecycle layer* around them (input checks in ``inputs.py`` / ``masks.py``, the tracked cores'
+state checks and their fused step in ``cores.py``, splitting and merging the actor / critic layers
+of the one policy state) runs in Python with host-side integers only, outside any compiled
+region. :meth:`FactoredRecurrentActorCritic.compile` compiles the stages in place;
+:meth:`FactoredRecurrentActorCritic.export_step` hands out the step as one plain module
+(``step.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tether.tracking import DEFAULT_MAX_GRAPH_STEPS
 
 __all__ = ["FactoredRecurrentActorCritic"]
 
+
 class FactoredRecurrentActorCritic(nn.Module):
     """A recurrent actor-critic over factored action spaces, built from gymnasium spaces.
 
@@ -45,8 +48,10 @@ class FactoredRecurrentActorCritic(nn.Module):
     :class:`~tether.RecurrentState`: the actor's layers first, the critic's stacked below them,
     ``[num_layers * 2, B, H]``, so ``reset`` / ``detach`` / ``snapshot`` cover both.
 
-    Follows :class:`~tether.policy.RecurrentPolicy`. Init: orthogonal with gain sqrt(2) for the
-    encoder, 0.01 for the action heads, 1.0 for the value head and the recurrent weights; biases 0.
+    Follows :class:`~tether.policy.RecurrentPolicy` and :class:`~tether.policy.ExportablePolicy`
+    (:meth:`export_step`); ``policy.core`` is ``"lstm"`` or ``"gru"``. Init: orthogonal with gain
+    sqrt(2) for the encoder, 0.01 for the action heads, 1.0 for the value head and the recurrent
+    weights; biases 0.
 
     Args:
         observation_space: Box (any dtype), Discrete, MultiDiscrete, MultiBinary, or a Tuple / Dict
