@@ -3,6 +3,21 @@
 :class:`~tether.nets.FactoredRecurrentActorCritic` follows it; so can a user's own module. A
 policy's state is one :class:`~tether.RecurrentState` (a separate critic core, when there is one,
 is stacked below the actor's layers on the layer axis, so every lifecycle operation covers both).
+
+A policy may also be exportable (:class:`ExportablePolicy`, optional): ``export_step()`` hands out
+one step as a plain ``nn.Module`` of tensors, the math of ``act`` without the bookkeeping, that
+``torch.export`` / ``torch.onnx`` can take whole. Its contract:
+
+- forward ``(obs tensors..., state tensors..., episode_start[, action mask]) -> (per action head:
+  the deterministic action or the distribution parameters..., value, next state tensors...)``;
+  its ``input_names`` / ``output_names`` name them in order;
+- ``episode_start`` is bool ``[B]``; its rows of the state are zeroed inside the graph before the
+  step (so a caller feeds the previous step's next state and the done flags, never resets itself);
+- the state tensors are laid out as ``initial_state`` lays them out (``[L, B, H]`` each);
+- observation encoding and normalisation happen inside the graph; no numpy, no Python objects,
+  no branching on data;
+- the outputs equal ``act(deterministic=True)`` / ``value`` (and the distributions
+  ``evaluate_actions`` scores) on the same inputs.
 """
 
 from __future__ import annotations
@@ -10,11 +25,12 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from tether.clock import EpisodeClock
 from tether.state import RecurrentState
 
-__all__ = ["ActResult", "EvalResult", "RecurrentPolicy"]
+__all__ = ["ActResult", "EvalResult", "ExportablePolicy", "RecurrentPolicy"]
 
 
 class ActResult(NamedTuple):
@@ -84,4 +100,13 @@ class RecurrentPolicy(Protocol):
         return_state: bool = False,
     ) -> EvalResult:
         """Log-prob, entropy and value of ``actions [T, B, ...]`` along ``obs [T, B, ...]``."""
+        ...
+
+
+@runtime_checkable
+class ExportablePolicy(RecurrentPolicy, Protocol):
+    """A recurrent policy that can hand out its step as a plain module (optional; see the module doc)."""
+
+    def export_step(self, *, deterministic: bool = True) -> nn.Module:
+        """One policy step as an ``nn.Module`` of tensors, with the episode reset inside the graph."""
         ...

@@ -18,7 +18,7 @@ from torch import nn
 import tether
 import tether.nets
 from tether import EpisodeClock, RecurrentState, StaleStateError, StateMismatchError
-from tether.nets import FactoredRecurrentActorCritic, actor_critic, distributions, factors, heads, masks
+from tether.nets import FactoredRecurrentActorCritic, actor_critic, distributions, factors, heads, masks, step
 from tether.policy import RecurrentPolicy
 
 OBS = spaces.Box(-1.0, 1.0, (3, 2))
@@ -137,7 +137,8 @@ def test_separate_critic_state_stacks_actor_layers_first() -> None:
     """State [L_actor + L_critic, B, H]: rows 0..L-1 are the actor core's, the rest the critic's."""
     policy = make("box", shared_core=False, num_layers=2, core="lstm")
     state = policy.initial_state(3)
-    assert (state.num_layers, state.batch_size, state.hidden_size, state.is_lstm) == (4, 3, 8, True)
+    assert (state.num_layers, state.batch_size, state.hidden_size, len(state.tensors)) == (4, 3, 8, 2)
+    assert policy.core == "lstm"
     obs = torch.randn(3, 6)
     out = policy.act(obs, state)
     with torch.no_grad():
@@ -152,8 +153,9 @@ def test_separate_critic_state_stacks_actor_layers_first() -> None:
 
 def test_shared_gru_state_has_the_core_layers_only() -> None:
     """A shared GRU policy's state is h only, [num_layers, B, H]."""
-    state = make("discrete", core="gru", num_layers=3).initial_state(2, EpisodeClock(2))
-    assert (state.num_layers, state.is_lstm, state.tick) == (3, False, 0)
+    policy = make("discrete", core="gru", num_layers=3)
+    state = policy.initial_state(2, EpisodeClock(2))
+    assert (state.num_layers, len(state.tensors), state.tick, policy.core) == (3, 1, 0, "gru")
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "separate"])
@@ -467,12 +469,12 @@ def test_policy_follows_the_protocol_and_steps_a_vector_env() -> None:
 
 def test_public_names() -> None:
     """tether.nets exports exactly its public surface."""
-    assert sorted(tether.nets.__all__) == ["ActionFactor", "ActionLayout", "ActionMaskError", "FactoredHeads",
-                                           "FactoredRecurrentActorCritic", "ObservationLayout"]
+    assert sorted(tether.nets.__all__) == ["ActionLayout", "ActionMaskError", "FactoredRecurrentActorCritic",
+                                           "MemorylessPolicy", "ObservationLayout", "ObservationNorm", "PolicyStep"]
     assert isinstance(make().initial_state(1), RecurrentState)
 
 
-@pytest.mark.parametrize("module", [actor_critic, distributions, factors, heads, masks])
+@pytest.mark.parametrize("module", [actor_critic, distributions, factors, heads, masks, step])
 def test_docstring_examples_run(module: Any) -> None:
     """The examples in the docstrings are doctests and they pass."""
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

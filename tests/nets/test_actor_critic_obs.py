@@ -17,7 +17,7 @@ from torch import nn
 import tether
 from tether.errors import ObservationError
 from tether.nets import FactoredRecurrentActorCritic
-from tether.nets.actor_critic import _recurrent
+from tether.nets.cores import recurrent_core
 from tether.nets.heads import FactoredHeads, orthogonal_init, value_head
 from tether.rollout import RolloutCollector
 
@@ -124,9 +124,9 @@ def test_box_policy_is_bit_identical_to_the_box_only_path(shared_core: bool) -> 
     old: dict[str, nn.Module] = {"encoder": _old_encoder(6, [16, 8])}
     if not shared_core:
         old["critic_encoder"] = _old_encoder(6, [16, 8])
-    old["actor_core"] = _recurrent("lstm", 8, 8, 1, 64)
+    old["actor_core"] = recurrent_core("lstm", 8, 8, 1, 64)
     if not shared_core:
-        old["critic_core"] = _recurrent("lstm", 8, 8, 1, 64)
+        old["critic_core"] = recurrent_core("lstm", 8, 8, 1, 64)
     old["heads"] = FactoredHeads(policy.layout, 8, 0.0)
     old["value_head"] = value_head(8)
     expected = {f"{prefix}.{k}": v for prefix, module in old.items() for k, v in module.state_dict().items()}

@@ -2,10 +2,12 @@
 
 The work splits in two layers. The *tensor stages* (the encoder, the action heads, the value
 head) are pure functions of tensors that compile with ``torch.compile(fullgraph=True)``. The
-*lifecycle layer* around them (input checks, the tracked core's state checks, splitting and
-merging the actor / critic layers of the one policy state) runs in Python with host-side integers
-only, outside any compiled region. :meth:`FactoredRecurrentActorCritic.compile` compiles the
-stages in place.
+*lifecycle layer* around them (input checks in ``inputs.py`` / ``masks.py``, the tracked cores'
+state checks and their fused step in ``cores.py``, splitting and merging the actor / critic layers
+of the one policy state) runs in Python with host-side integers only, outside any compiled
+region. :meth:`FactoredRecurrentActorCritic.compile` compiles the stages in place;
+:meth:`FactoredRecurrentActorCritic.export_step` hands out the step as one plain module
+(``step.py``).
 """
 
 from __future__ import annotations
@@ -13,73 +15,24 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
 
-from tether import _aten
 from tether.clock import EpisodeClock
-from tether.errors import StateMismatchError
-from tether.modes import get_mode
-from tether.nets.encoders import ObservationLayout, activation_class, mlp_encoder
+from tether.nets.cores import check_policy_state, recurrent_core, step_cores
+from tether.nets.encoders import ObservationLayout, build_encoders
 from tether.nets.factors import ActionLayout
 from tether.nets.heads import FactoredHeads, value_head
-from tether.nets.inputs import as_actions, as_episode_starts
+from tether.nets.inputs import as_actions, as_episode_starts, positive_int
 from tether.nets.masks import check_allowed, normalize_masks
+from tether.nets.step import ObservationNorm, PolicyStep
 from tether.policy import ActResult, EvalResult
 from tether.sequence import plan_unroll, unroll
 from tether.state import RecurrentState
-from tether.tracking import DEFAULT_MAX_GRAPH_STEPS, TrackedRNN, track
+from tether.tracking import DEFAULT_MAX_GRAPH_STEPS
 
 __all__ = ["FactoredRecurrentActorCritic"]
-
-def _recurrent(kind: str, in_features: int, hidden: int, layers: int, max_graph_steps: int) -> TrackedRNN:
-    rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(in_features, hidden, layers)
-    for name, param in rnn.named_parameters():
-        # CleanRL's recurrent PPO convention: orthogonal recurrent weights (gain 1), zero biases.
-        if name.startswith("weight"):
-            nn.init.orthogonal_(param, 1.0)
-        else:
-            nn.init.zeros_(param)
-    return track(rnn, max_graph_steps=max_graph_steps)
-
-
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"FactoredRecurrentActorCritic: expected {name} to be a positive int, got {value!r}")
-    return int(value)
-
-
-def _no_custom_parts(**parts: Any) -> None:
-    given = sorted(name for name, value in parts.items() if value is not None)
-    if given:
-        raise ValueError(f"FactoredRecurrentActorCritic: {' and '.join(given)} go with encoder=, which"
-                         " was not given; pass encoder=your_module too, or drop them")
-
-
-def _custom_encoder(encoder: Any, encoder_out: Any, critic_encoder: Any, shared_core: bool,
-                    hidden_sizes: Any, activation: Any) -> int:
-    """Check a user-supplied encoder's companions; return its output features."""
-    if not isinstance(encoder, nn.Module):
-        raise TypeError(f"FactoredRecurrentActorCritic: expected encoder to be an nn.Module, got"
-                        f" {type(encoder).__name__}")
-    if hidden_sizes is not None or activation is not None:
-        raise ValueError("FactoredRecurrentActorCritic: hidden_sizes and activation shape the built-in"
-                         " encoder; with encoder= your module replaces it, so leave them unset")
-    if encoder_out is None:
-        raise ValueError("FactoredRecurrentActorCritic: expected encoder_out= (the features your encoder"
-                         " returns per row) with encoder=")
-    out = _positive("encoder_out", encoder_out)
-    if shared_core and critic_encoder is not None:
-        raise ValueError("FactoredRecurrentActorCritic: critic_encoder= is for a separate critic; pass"
-                         " shared_core=False, or drop critic_encoder")
-    if not shared_core and (not isinstance(critic_encoder, nn.Module) or critic_encoder is encoder):
-        raise ValueError(
-            "FactoredRecurrentActorCritic: shared_core=False with encoder= needs critic_encoder=, a"
-            " second instance of your encoder (its own parameters, same encoder_out), e.g. build it twice"
-        )
-    return out
 
 
 class FactoredRecurrentActorCritic(nn.Module):
@@ -95,8 +48,10 @@ class FactoredRecurrentActorCritic(nn.Module):
     :class:`~tether.RecurrentState`: the actor's layers first, the critic's stacked below them,
     ``[num_layers * 2, B, H]``, so ``reset`` / ``detach`` / ``snapshot`` cover both.
 
-    Follows :class:`~tether.policy.RecurrentPolicy`. Init: orthogonal with gain sqrt(2) for the
-    encoder, 0.01 for the action heads, 1.0 for the value head and the recurrent weights; biases 0.
+    Follows :class:`~tether.policy.RecurrentPolicy` and :class:`~tether.policy.ExportablePolicy`
+    (:meth:`export_step`); ``policy.core`` is ``"lstm"`` or ``"gru"``. Init: orthogonal with gain
+    sqrt(2) for the encoder, 0.01 for the action heads, 1.0 for the value head and the recurrent
+    weights; biases 0.
 
     Args:
         observation_space: Box (any dtype), Discrete, MultiDiscrete, MultiBinary, or a Tuple / Dict
@@ -175,34 +130,23 @@ class FactoredRecurrentActorCritic(nn.Module):
         super().__init__()
         if core not in ("lstm", "gru"):
             raise ValueError(f"FactoredRecurrentActorCritic: expected core 'lstm' or 'gru', got {core!r}")
-        hidden = _positive("core_hidden_size", core_hidden_size)
-        layers = _positive("num_layers", num_layers)
+        hidden = positive_int("core_hidden_size", core_hidden_size)
+        layers = positive_int("num_layers", num_layers)
         self.observation_space = observation_space
         self.action_space = action_space
         self.obs_layout = ObservationLayout(observation_space)
         self.obs_size = self.obs_layout.size
         self.layout = ActionLayout(action_space)
-        self.core_kind = core
-        if encoder is None:
-            _no_custom_parts(encoder_out=encoder_out, critic_encoder=critic_encoder)
-            widths = (64,) if hidden_sizes is None else hidden_sizes
-            sizes = [_positive("each hidden size", s) for s in widths]
-            act = activation_class("tanh" if activation is None else activation)
-            self.encoder: nn.Module = mlp_encoder(self.obs_size, sizes, act)
-            # A separate critic gets its own encoder too: the value loss's large gradients then
-            # never reach the features the actor reads (as with sb3-contrib's enable_critic_lstm).
-            self.critic_encoder: nn.Module | None = (None if shared_core
-                                                     else mlp_encoder(self.obs_size, sizes, act))
-            features = sizes[-1] if sizes else self.obs_size
-        else:
-            features = _custom_encoder(encoder, encoder_out, critic_encoder, shared_core,
-                                       hidden_sizes, activation)
-            self.encoder = encoder
-            self.critic_encoder = critic_encoder
+        self.core: Literal["lstm", "gru"] = core
+        self.encoder: nn.Module
+        self.critic_encoder: nn.Module | None
+        self.encoder, self.critic_encoder, features = build_encoders(
+            self.obs_size, shared_core=shared_core, hidden_sizes=hidden_sizes, activation=activation,
+            encoder=encoder, encoder_out=encoder_out, critic_encoder=critic_encoder)
         self.encoder_out = features
-        self.actor_core = _recurrent(core, features, hidden, layers, max_graph_steps)
-        self.critic_core = None if shared_core else _recurrent(core, features, hidden, layers,
-                                                               max_graph_steps)
+        self.actor_core = recurrent_core(core, features, hidden, layers, max_graph_steps)
+        self.critic_core = None if shared_core else recurrent_core(core, features, hidden, layers,
+                                                                   max_graph_steps)
         self.heads = FactoredHeads(self.layout, hidden, log_std_init)
         self.value_head = value_head(hidden)
         # torch.compile options set by compile(), and the compiled stages built from them lazily.
@@ -246,7 +190,7 @@ class FactoredRecurrentActorCritic(nn.Module):
         """
         weight = self.value_head.weight
         return RecurrentState.zeros(
-            self.state_layers, batch_size, self.hidden_size, has_c=self.core_kind == "lstm",
+            self.state_layers, batch_size, self.hidden_size, has_c=self.core == "lstm",
             clock=clock, env_rows=env_rows, device=weight.device, dtype=weight.dtype,
         )
 
@@ -277,7 +221,8 @@ class FactoredRecurrentActorCritic(nn.Module):
         mask = None if masks is None else self._masks(masks, (x.shape[0],), "act")
         z, zv = self._stage("_encode")(x)
         # [B, E] -> [1, B, E]: one step of the core(s)
-        y, yv, next_state = self._step_cores(z.unsqueeze(0), zv.unsqueeze(0), state)
+        y, yv, next_state = step_cores(self.actor_core, self.critic_core, z.unsqueeze(0), zv.unsqueeze(0),
+                                       state)
         actions, log_prob, value = self._stage("_sample")(y[0], yv[0], mask, deterministic)
         return ActResult(actions, log_prob, value, next_state)
 
@@ -371,6 +316,29 @@ class FactoredRecurrentActorCritic(nn.Module):
         return EvalResult(log_prob.reshape(T, B), entropy.reshape(T, B), value.reshape(T, B),
                           final if return_state else None)
 
+    def export_step(
+        self, *, deterministic: bool = True, action_masks: bool = False,
+        obs_norm: ObservationNorm | None = None,
+    ) -> PolicyStep:
+        """One policy step as a plain ``nn.Module`` of tensors, for ``torch.export`` / ONNX.
+
+        Its forward is ``(obs..., h[, c], episode_start[, action_mask]) -> (per head: action or
+        distribution parameters..., value, next_h[, next_c])``, equal to :meth:`act` (and to
+        :meth:`evaluate_actions`' distributions) on the same inputs; the episode reset and the
+        observation encoding happen inside the graph. See :class:`~tether.nets.PolicyStep`.
+
+        Args:
+            deterministic: output each head's deterministic action (argmax / mean); ``False``
+                outputs the distribution parameters (normalised log-probs; mean and log-std).
+            action_masks: take a bool ``action_mask [B, D]`` input (discrete heads concatenated).
+            obs_norm: the env's observation normalisation, built into the graph (e.g.
+                ``ObservationNorm.from_wrapper(obs_normalizer(venv))``).
+
+        Raises:
+            ValueError: for masks without a discrete head, or a normalisation that does not fit.
+        """
+        return PolicyStep(self, deterministic=deterministic, action_masks=action_masks, obs_norm=obs_norm)
+
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Compile the pure-tensor stages in place with :func:`torch.compile`.
 
@@ -449,70 +417,19 @@ class FactoredRecurrentActorCritic(nn.Module):
         # Each tracked core checks its own half; stack_layers joins the next states again.
         return state.split_layers(self.actor_core.spec.num_layers)
 
-    def _step_cores(
-        self, z: torch.Tensor, zv: torch.Tensor, state: RecurrentState
-    ) -> tuple[torch.Tensor, torch.Tensor, RecurrentState]:
-        """One step of the actor core (and the critic's): ``(y, yv, next state)``.
-
-        With a separate critic both halves of the state share every lifecycle fact (tick, ids,
-        window, graph), and the cores share their spec, so checking the actor's half checks the
-        critic's too: one check, the two plain calls, one next state (no stack of two states).
-        """
-        actor, critic = self.actor_core, self.critic_core
-        if critic is None:
-            y, next_state = actor(z, state)
-            return y, y, next_state
-        if critic.spec != actor.spec:  # pragma: no cover - the constructor builds them alike
-            pi_state, vf_state = self._split(state)
-            y, pi_state = actor(z, pi_state)
-            yv, vf_state = critic(zv, vf_state)
-            return y, yv, RecurrentState.stack_layers((pi_state, vf_state))
-        cut = actor.spec.num_layers
-        verified = None
-        if get_mode() != "off":  # (the shapes were checked by act, in every mode)
-            pi_state, vf_state = state.split_layers(cut)
-            verified = actor.check(z, pi_state)
-            critic.check_fit(zv, vf_state)  # the critic's device / dtype
-            halves = (pi_state.tensors, vf_state.tensors)
-        else:
-            halves = (tuple(t[:cut] for t in state.tensors), tuple(t[cut:] for t in state.tensors))
-        paired = actor.spec.has_c
-        y, pi = _aten.run_sequence_module(actor.module, z, halves[0], paired=paired, fuse=True)
-        yv, vf = _aten.run_sequence_module(critic.module, zv, halves[1], paired=paired, fuse=True)
-        tensors = tuple(torch.cat(pair) for pair in zip(pi, vf, strict=True))
-        return y, yv, state.advanced(tensors, 1, ids_verified=verified is not None, episode_ids=verified)
-
     def _state_fits(self, state: Any, batch: int) -> bool:
         """The cheap test behind :meth:`_check_state` (the state's kind, layers, rows and size)."""
         facts = self.__dict__.get("_state_facts")
         if facts is None:  # the cores never change kind or size after construction
             facts = self.__dict__["_state_facts"] = (
-                2 if self.core_kind == "lstm" else 1, self.state_layers, self.hidden_size)
+                2 if self.core == "lstm" else 1, self.state_layers, self.hidden_size)
         if not isinstance(state, RecurrentState) or len(state.tensors) != facts[0]:
             return False
         shape = state.tensors[0].shape
         return len(shape) == 3 and shape[0] == facts[1] and shape[1] == batch and shape[2] == facts[2]
 
     def _check_state(self, state: Any, batch: int, where: str) -> None:
-        if not isinstance(state, RecurrentState):
-            raise TypeError(
-                f"{where}: expected a RecurrentState, got {type(state).__name__}; build one with"
-                " `policy.initial_state(batch_size, clock)`"
-            )
-        kind = "(h, c)" if self.core_kind == "lstm" else "h"
-        want = (self.state_layers, batch, self.hidden_size)
-        got = (state.num_layers, state.batch_size, state.hidden_size)
-        if got != want or state.is_lstm != (self.core_kind == "lstm"):
-            layers = (f"{self.state_layers}" if self.critic_core is None else
-                      f"{self.state_layers} = {self.actor_core.spec.num_layers} actor +"
-                      f" {self.critic_core.spec.num_layers} critic")
-            raise StateMismatchError(
-                f"{where}: expected a {self.core_kind} {kind} state shaped [layers={layers},"
-                f" batch={batch} (the obs rows), hidden={self.hidden_size}], got"
-                f" {'(h, c)' if state.is_lstm else 'h'} shaped {list(got)}",
-                fix="build the state with `policy.initial_state(batch_size, clock)`",
-                expected=str(want), got=str(got),
-            )
+        check_policy_state(self.actor_core, self.critic_core, state, batch, where)
 
     def _obs(self, obs: Any, lead: int, where: str) -> torch.Tensor:
         # The one conversion of observations to features, shared by act / value / evaluate_actions.

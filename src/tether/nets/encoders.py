@@ -36,8 +36,10 @@ from torch import nn
 
 from tether.errors import ObservationError
 from tether.nets.heads import orthogonal_init
+from tether.nets.inputs import custom_encoder_features, positive_int, refuse_orphan_parts
 
-__all__ = ["ObservationLayout", "ObservationLeaf", "activation_class", "mlp_encoder", "observation_size"]
+__all__ = ["ObservationLayout", "ObservationLeaf", "activation_class", "build_encoders", "mlp_encoder",
+           "observation_size"]
 
 LeafKind = Literal["box", "discrete", "multi_discrete", "multi_binary"]
 PathKey = str | int
@@ -184,9 +186,24 @@ class ObservationLayout:
         rows = math.prod(dims)
         moved = [t.to(like.device) for t in tensors]
         _check_values(self.leaves, moved, where)
-        parts = [_featurize(leaf, t, rows, like) for leaf, t in zip(self.leaves, moved, strict=True)]
-        flat = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return flat.reshape(*dims, self.size)
+        return self.encode(moved, rows, like).reshape(*dims, self.size)
+
+    def encode(self, leaves: Sequence[torch.Tensor], rows: int, like: torch.Tensor) -> torch.Tensor:
+        """Features ``[rows, F]`` of leaf tensors in leaf order, unchecked: pure tensor ops.
+
+        The conversion :meth:`features` runs after its checks, and what an exported policy step
+        (:class:`~tether.nets.PolicyStep`) holds in its graph: one-hots are taken in the graph, so it
+        traces (``torch.export``) with the batch dim left dynamic.
+
+        Args:
+            leaves: one tensor per leaf (:attr:`leaves` order), ``[rows, *leaf.shape]`` or
+                flattened; discrete leaves hold the env's values (``start`` included) and must lie
+                in the space (not checked here).
+            rows: the rows ``N`` of every leaf.
+            like: a parameter: the features take its device and dtype.
+        """
+        parts = [_featurize(leaf, t, rows, like) for leaf, t in zip(self.leaves, leaves, strict=True)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def observation_size(space: spaces.Space[Any]) -> int:
@@ -344,3 +361,31 @@ def mlp_encoder(in_features: int, sizes: Sequence[int], activation: type[nn.Modu
                    activation()]
         in_features = size
     return nn.Sequential(*layers)
+
+
+def build_encoders(
+    obs_size: int, *, shared_core: bool, hidden_sizes: Sequence[int] | None,
+    activation: str | type[nn.Module] | None, encoder: nn.Module | None, encoder_out: int | None,
+    critic_encoder: nn.Module | None,
+) -> tuple[nn.Module, nn.Module | None, int]:
+    """The actor-critic's encoders from its constructor arguments: ``(encoder, critic_encoder, E)``.
+
+    The built-in MLP (``hidden_sizes`` default ``(64,)``, ``activation`` default tanh), or the
+    user's ``encoder`` with its ``encoder_out`` (and ``critic_encoder`` for a separate critic).
+    ``critic_encoder`` is ``None`` when the core is shared.
+
+    Raises:
+        TypeError / ValueError: for bad sizes or an incomplete custom encoder.
+    """
+    if encoder is not None:
+        features = custom_encoder_features(encoder, encoder_out, critic_encoder, shared_core,
+                                           hidden_sizes, activation)
+        return encoder, critic_encoder, features
+    refuse_orphan_parts(encoder_out=encoder_out, critic_encoder=critic_encoder)
+    sizes = [positive_int("each hidden size", s) for s in ((64,) if hidden_sizes is None else hidden_sizes)]
+    act = activation_class("tanh" if activation is None else activation)
+    # A separate critic gets its own encoder too: the value loss's large gradients then never
+    # reach the features the actor reads (as with sb3-contrib's enable_critic_lstm).
+    actor = mlp_encoder(obs_size, sizes, act)  # (built first: the actor's init draws come first)
+    critic = None if shared_core else mlp_encoder(obs_size, sizes, act)
+    return actor, critic, (sizes[-1] if sizes else obs_size)

@@ -99,6 +99,19 @@ class CategoricalHead(nn.Module):
             start += n
         return torch.stack(chosen, -1), torch.stack(log_prob, -1).sum(-1)
 
+    def distribution(self, features: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor]:
+        """The distribution's parameters: normalised log-probabilities of every choice.
+
+        Shapes:
+            features ``[N, in]``, mask bool ``[N, sum(sizes)]`` or ``None`` -> (``[N, sum(sizes)]``:
+            each component's ``log_softmax`` of its masked logits, components concatenated).
+        """
+        logits = masked_logits(self.linear(features), mask)
+        if not self.multi:
+            return (normalized_log_probs(logits),)
+        parts = torch.split(logits, list(self.sizes), dim=-1)
+        return (torch.cat([normalized_log_probs(part) for part in parts], dim=-1),)
+
 
 class GaussianHead(nn.Module):
     """A diagonal Gaussian over a Box factor: state-dependent mean, learnable state-independent log-std.
@@ -140,6 +153,14 @@ class GaussianHead(nn.Module):
         log_std = self.log_std.to(mean.dtype)
         action = gaussian_sample(mean, log_std, deterministic)
         return action, gaussian_log_prob(mean, log_std, action)
+
+    def distribution(
+        self, features: torch.Tensor, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The distribution's parameters ``(mean [N, d], log_std [N, d])`` (the log-std per row)."""
+        del mask
+        mean = self.linear(features)
+        return mean, self.log_std.to(mean.dtype).expand_as(mean)
 
 
 class FactoredHeads(nn.Module):
@@ -220,6 +241,28 @@ class FactoredHeads(nn.Module):
             chosen.append(action)
             log_probs.append(lp)
         return self.layout.join(chosen, dtype), torch.stack(log_probs, -1).sum(-1)
+
+
+    def head_masks(self, masks: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Each head's columns of ``masks [N, D]`` (``None`` for a Box head or without masks)."""
+        return [None if masks is None or not f.is_discrete
+                else masks[:, f.mask_offset : f.mask_offset + f.mask_size] for f in self.layout.factors]
+
+    def modes(self, features: torch.Tensor, masks: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Each head's deterministic action, as ``sample(..., deterministic=True)`` takes it.
+
+        Returns:
+            per head: int64 ``[N]`` (Discrete), int64 ``[N, k]`` (MultiDiscrete), float ``[N, d]`` (Box).
+        """
+        return [head.sample(features, mask, True)[0]  # type: ignore[operator]
+                for head, mask in zip(self.heads, self.head_masks(masks), strict=True)]
+
+    def distributions(
+        self, features: torch.Tensor, masks: torch.Tensor | None = None
+    ) -> list[tuple[torch.Tensor, ...]]:
+        """Each head's distribution parameters (see the heads' ``distribution``)."""
+        return [head.distribution(features, mask)  # type: ignore[operator]
+                for head, mask in zip(self.heads, self.head_masks(masks), strict=True)]
 
 
 def _make_head(factor: ActionFactor, in_features: int, log_std_init: float) -> nn.Module:

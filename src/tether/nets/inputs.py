@@ -1,8 +1,9 @@
-"""Input checks of the actor-critic: actions and episode starts (observations: ``encoders.py``).
+"""Input checks of the actor-critic: constructor arguments, actions, episode starts.
 
-Each function turns what a caller passes (tensor or array) into the tensor the tensor stages take,
-or raises a ``ValueError`` that says what was expected and what came, prefixed with the calling
-method. They run in the lifecycle layer, outside any compiled region.
+(Observations are checked by ``encoders.ObservationLayout``, masks by ``masks.py``.) Each function
+turns what a caller passes (tensor or array) into what the network takes, or raises an error that
+says what was expected and what came, prefixed with the calling method. They run in the lifecycle
+layer, outside any compiled region.
 """
 
 from __future__ import annotations
@@ -11,10 +12,66 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from tether.nets.factors import ActionLayout
 
-__all__ = ["as_actions", "as_episode_starts"]
+__all__ = ["as_actions", "as_episode_starts", "custom_encoder_features", "positive_int",
+           "refuse_orphan_parts"]
+
+_WHO = "FactoredRecurrentActorCritic"
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int, refusing anything but a positive int.
+
+    Raises:
+        ValueError: naming the argument and what came.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{_WHO}: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+def refuse_orphan_parts(**parts: Any) -> None:
+    """Refuse the companions of ``encoder=`` (given as keyword arguments) when it was not given.
+
+    Raises:
+        ValueError: naming the companions given.
+    """
+    given = sorted(name for name, value in parts.items() if value is not None)
+    if given:
+        raise ValueError(f"{_WHO}: {' and '.join(given)} go with encoder=, which was not given; pass"
+                         " encoder=your_module too, or drop them")
+
+
+def custom_encoder_features(encoder: Any, encoder_out: Any, critic_encoder: Any, shared_core: bool,
+                            hidden_sizes: Any, activation: Any) -> int:
+    """Check a user-supplied encoder and its companions; return its output features.
+
+    Raises:
+        TypeError: when ``encoder`` is not an ``nn.Module``.
+        ValueError: for a missing ``encoder_out``, built-in encoder options given beside it, or a
+            missing / misplaced ``critic_encoder``.
+    """
+    if not isinstance(encoder, nn.Module):
+        raise TypeError(f"{_WHO}: expected encoder to be an nn.Module, got {type(encoder).__name__}")
+    if hidden_sizes is not None or activation is not None:
+        raise ValueError(f"{_WHO}: hidden_sizes and activation shape the built-in encoder; with"
+                         " encoder= your module replaces it, so leave them unset")
+    if encoder_out is None:
+        raise ValueError(f"{_WHO}: expected encoder_out= (the features your encoder returns per row)"
+                         " with encoder=")
+    out = positive_int("encoder_out", encoder_out)
+    if shared_core and critic_encoder is not None:
+        raise ValueError(f"{_WHO}: critic_encoder= is for a separate critic; pass shared_core=False,"
+                         " or drop critic_encoder")
+    if not shared_core and (not isinstance(critic_encoder, nn.Module) or critic_encoder is encoder):
+        raise ValueError(
+            f"{_WHO}: shared_core=False with encoder= needs critic_encoder=, a second instance of"
+            " your encoder (its own parameters, same encoder_out), e.g. build it twice"
+        )
+    return out
 
 
 def _tensor(value: Any) -> torch.Tensor:
