@@ -88,9 +88,14 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     return atomic_write(path, buffer.getvalue())
 
 
+_ADVICE = ("weights_only", "weights only", "please file an issue", "check the documentation", "trusted source")
+
+
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The first line of ``err`` that says what is wrong (never torch's advice to load unsafely)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    reasons = [line for line in lines if line and not any(a in line.lower() for a in _ADVICE)]
+    return reasons[0] if reasons else type(err).__name__
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -121,15 +126,15 @@ def load_checkpoint(path: str | os.PathLike[str], *, required: tuple[str, ...] =
     except pickle.UnpicklingError as err:
         # Named for what it is, without torch's advice to turn the safe loader off.
         found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(err), re.IGNORECASE)
-        if found or "weights only load failed" in str(err).lower():
-            name = found.group(1).rstrip(".,;") if found else "an object"
+        if found:
+            name = found.group(1).rstrip(".,;")
             raise CheckpointError(
                 f"{source} holds code (an object the safe loader refuses: {name}), refused: it is not a"
                 f" tether checkpoint: it holds pickled Python objects ({name}; e.g. a whole model saved"
                 " by another program), and tether checkpoints hold only tensors and plain data"
             ) from None
         raise CheckpointError(f"{source} is not a readable tether checkpoint (corrupt or truncated):"
-                              f" {_first_line(err)}") from err
+                              f" {_first_line(err)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as err:
         raise CheckpointError(f"{source} is not a readable tether checkpoint (corrupt or truncated):"
                               f" {_first_line(err)}") from err

@@ -56,8 +56,8 @@ def check_update_finite(update: int, losses: dict[str, Any],
     Raises:
         NonFiniteError: naming the update and the first quantity that is not finite.
     """
-    fix = ("the last good checkpoint is kept. Lower --learning-rate, scale rewards with --reward-scale,"
-           " or check the env's rewards and observations")
+    fix = ("the run stops unsaved (the last good checkpoint is kept). Lower --learning-rate, scale rewards"
+           " with --reward-scale, or check the env's rewards and observations")
     for name in _LOSSES:
         value = losses.get(name)
         if isinstance(value, float) and not math.isfinite(value):
