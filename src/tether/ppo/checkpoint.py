@@ -88,7 +88,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     return atomic_write(path, buffer.getvalue())
 
 
-_ADVICE = ("weights_only", "weights only", "please file an issue", "check the documentation", "trusted source")
+_ADVICE = ("weights_only", "weights only", "please file an issue", "check the documentation",
+           "trusted source")  # torch's advice to load unsafely, never repeated
 
 
 def _first_line(err: BaseException) -> str:
