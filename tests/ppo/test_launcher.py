@@ -87,7 +87,7 @@ def test_a_signal_to_the_launcher_ends_torchrun_and_its_workers(sig: signal.Sign
         assert launcher.wait(timeout=30) == 128 + sig
         _assert_all_end_and_metrics_stop(family, run)
     finally:
-        _kill({launcher.pid, *family})
+        _kill({launcher.pid, *family}, run)
         launcher.wait()
 
 
@@ -100,11 +100,12 @@ def test_a_killed_launcher_leaves_no_worker_running(tmp_path: Path) -> None:
         launcher.wait(timeout=30)
         _assert_all_end_and_metrics_stop(family, run)
     finally:
-        _kill(family)
+        _kill(family, run)
 
 
-def _kill(pids: set[int]) -> None:
+def _kill(pids: set[int], run: Path) -> None:
     """Whatever this test started and is still running (only when the test failed)."""
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            if str(run) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                os.kill(pid, signal.SIGKILL)
