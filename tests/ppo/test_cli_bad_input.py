@@ -28,8 +28,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 class _Faulty(gym.Env[np.ndarray, np.int64]):
     """A 4-step episode of zeros with reward 1, except where ``fault`` says what goes wrong at step 3."""
 
-    def __init__(self, fault: str = "none") -> None:
-        self.fault = fault
+    def __init__(self, **kwargs: Any) -> None:  # gymnasium's EnvCreator: keyword arguments only
+        self.fault = str(kwargs.get("fault", "none"))
         self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.action_space = spaces.Discrete(2)
         self._t = 0
