@@ -184,9 +184,15 @@ class RecurrentPPO:
         Args:
             max_updates: stop after this many updates in this call (``None``: run to the end).
 
+        The first call claims (locks, until :meth:`close`) the run folder.
+
         Returns:
             ``{"steps", "updates", "time", "steps_per_second", "last_return"}``; ``time`` counts
             this run's training seconds (across resumes), not the evaluation.
+
+        Raises:
+            RunFolderError: the folder is taken, holds another run, or refuses a write.
+            NonFiniteError: NaN / inf rewards, or a loss or weight after an update (not saved).
         """
         c = self.config
         if self._folder is None:  # one trainer per folder; a fresh run never appends to an old one
