@@ -77,14 +77,13 @@ def _assert_all_end_and_metrics_stop(family: set[int], run: Path) -> None:
     assert (run / "metrics.jsonl").stat().st_size == size
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_to_the_launcher_ends_torchrun_and_its_workers(sig: signal.Signals, tmp_path: Path) -> None:
-    """SIGTERM / SIGINT to `tether train --nproc 2` ends torchrun and both workers; it exits 128 + signal."""
+def test_sigterm_to_the_launcher_ends_torchrun_and_its_workers(tmp_path: Path) -> None:
+    """SIGTERM to `tether train --nproc 2` ends torchrun and both workers; it exits 128 + 15."""
     run = tmp_path / "run"
     launcher, family = _start(run)
     try:
-        launcher.send_signal(sig)
-        assert launcher.wait(timeout=30) == 128 + sig
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=30) == 128 + signal.SIGTERM
         _assert_all_end_and_metrics_stop(family, run)
     finally:
         _kill({launcher.pid, *family}, run)
@@ -101,6 +100,35 @@ def test_a_killed_launcher_leaves_no_worker_running(tmp_path: Path) -> None:
         _assert_all_end_and_metrics_stop(family, run)
     finally:
         _kill(family, run)
+
+
+CHILD = """
+import signal, sys, time
+from pathlib import Path
+def note(signum, frame):
+    Path(sys.argv[1]).write_text(signal.Signals(signum).name)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, note)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_launch_forwards_sigint_and_sigterm_as_sigterm(sig: signal.Signals, tmp_path: Path) -> None:
+    """launch() passes SIGINT / SIGTERM on to its child as SIGTERM (no KeyboardInterrupt in workers)."""
+    helper = [sys.executable, "-c", "import sys, os, signal, time, subprocess;"
+              "from tether.train.launcher import launch;"
+              "rc = launch([sys.executable, '-c', sys.argv[1], sys.argv[2]]); print('rc', rc, flush=True)",
+              CHILD, str(tmp_path / "got")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    with subprocess.Popen(helper, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    assert out.strip() == f"rc {128 + sig}"
+    assert (tmp_path / "got").read_text() == "SIGTERM"
 
 
 def _kill(pids: set[int], run: Path) -> None:
