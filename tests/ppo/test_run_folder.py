@@ -235,3 +235,15 @@ def test_the_lock_file_names_the_holder_while_held(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5  # refused at once, never waited for
     folder.release()
     RunFolder(tmp_path / "run").check()
+
+
+def test_the_launcher_refuses_a_used_or_held_folder_before_starting(run: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`--nproc 2` into a folder holding a run, or held by a trainer, is one line; no process starts."""
+    assert main(["train", "--nproc", "2", *TINY, "--run-dir", str(run)]) == 2
+    assert "holds a run already" in _one_line(capsys.readouterr().err)
+    with RunFolder.claim(tmp_path / "held"):
+        assert main(["train", "--nproc", "2", *TINY, "--run-dir", str(tmp_path / "held")]) == 2
+        assert "is in use by another trainer" in _one_line(capsys.readouterr().err)
+    assert main(["train", "--nproc", "2", "--resume", str(tmp_path / "held")]) == 2
+    assert "no checkpoint at" in _one_line(capsys.readouterr().err)
