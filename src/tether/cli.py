@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from tether.bench import cli as bench_cli
 from tether.errors import ConfigError, TetherError
 from tether.ppo.config import PPOConfig, merge_settings
 from tether.ppo.presets import PRESETS
+from tether.train.run_folder import RunFolder, write_text
 
 __all__ = ["main"]
 
@@ -114,6 +114,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="tuned settings for one of tether's tasks (flags still win)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue the run saved in RUN_DIR (it keeps its settings and env)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start clean in a run folder that holds a run (deletes that run's files)")
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     train.add_argument("--nproc", type=int, default=None, metavar="N",
                        help="train data-parallel on N processes of this machine (via torchrun; num_envs"
@@ -126,6 +128,8 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation envs")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     evaluate.add_argument("--json", action="store_true", help="print every return as JSON instead")
+    evaluate.add_argument("--env-import", dest="env_imports", action="append", default=[], metavar="NAME",
+                          help="allow the checkpoint's env to import the module NAME; repeatable")
 
     plot = sub.add_parser("plot", help="plot learning curves of runs side by side to a PNG")
     plot.add_argument("runs", type=Path, nargs="+", help="run folders (or metrics.jsonl files)")
@@ -175,31 +179,36 @@ def _check_launch(args: argparse.Namespace) -> None:
     overrides = _overrides(args)
     if args.resume is not None:
         source = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume
+        RunFolder(source.parent).check(resume=True)
         saved = load_checkpoint(source).get("world_size", 1)
         if saved != args.nproc:
             raise ConfigError(f"{source}: this run was trained on {saved} rank(s) and cannot continue on"
                               f" {args.nproc}; resume it on {saved}"
                               f" (tether train --resume DIR --nproc {saved})")
-    elif args.config is not None:
-        PPOConfig.from_toml(args.config, **merge_settings(PRESETS[args.preset] if args.preset else {},
-                                                          overrides))
+        return
+    if args.config is not None:
+        base = PRESETS[args.preset] if args.preset else {}
+        config = PPOConfig.from_toml(args.config, **merge_settings(base, overrides))
     elif args.preset is not None:
-        PPOConfig.from_preset(args.preset, **overrides)
+        config = PPOConfig.from_preset(args.preset, **overrides)
     else:
-        PPOConfig.from_dict(overrides, source="flags")
+        config = PPOConfig.from_dict(overrides, source="flags")
+    RunFolder(config.run_dir).check(overwrite=args.overwrite)
 
 
 def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run ``tether train`` (``argv`` minus ``--nproc``) on ``args.nproc`` local processes via torchrun."""
+    from tether.train import launcher  # noqa: PLC0415
+
     _check_launch(args)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={args.nproc}", "-m", "tether", *_without_nproc(argv)]
-    return subprocess.run(command, check=False).returncode
+    return launcher.launch(launcher.torchrun_command(args.nproc, _without_nproc(argv)))
 
 
 def _train(args: argparse.Namespace) -> int:
     from tether import distributed  # noqa: PLC0415 (keeps `tether --help` fast)
+    from tether.train.launcher import arm_worker  # noqa: PLC0415
 
+    arm_worker()  # a worker of `tether train --nproc`: ends when its torchrun does
     launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if args.nproc is not None and args.nproc != launched and "WORLD_SIZE" in os.environ:
         raise ConfigError(f"--nproc {args.nproc}: this process is one of {launched} started by torchrun;"
@@ -216,16 +225,19 @@ def _train_here(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args)
     if args.resume is not None:
-        if args.config is not None or args.preset is not None:
-            raise ConfigError("--resume continues a run with its own settings; drop --config / --preset")
-        trainer = RecurrentPPO.resume(args.resume, **overrides)
+        if args.config is not None or args.preset is not None or args.overwrite:
+            raise ConfigError("--resume continues a run with its own settings; drop --config / --preset"
+                              " / --overwrite")
+        allowed = overrides.pop("env_imports", [])  # --env-import: consent to the run's own imports
+        trainer = RecurrentPPO.resume(args.resume, allow_imports=allowed, **overrides)
     elif args.config is not None:
         base = PRESETS[args.preset] if args.preset else {}
-        trainer = RecurrentPPO(PPOConfig.from_toml(args.config, **merge_settings(base, overrides)))
+        trainer = RecurrentPPO(PPOConfig.from_toml(args.config, **merge_settings(base, overrides)),
+                               overwrite=args.overwrite)
     elif args.preset is not None:
-        trainer = RecurrentPPO(PPOConfig.from_preset(args.preset, **overrides))
+        trainer = RecurrentPPO(PPOConfig.from_preset(args.preset, **overrides), overwrite=args.overwrite)
     else:
-        trainer = RecurrentPPO(PPOConfig.from_dict(overrides, source="flags"))
+        trainer = RecurrentPPO(PPOConfig.from_dict(overrides, source="flags"), overwrite=args.overwrite)
     main_process = distributed.is_main_process()
     try:
         summary = trainer.train()
@@ -238,7 +250,7 @@ def _train_here(args: argparse.Namespace) -> int:
         if not args.no_eval:
             result = trainer.evaluate(trainer.config.eval_episodes)
             print(_summary_line(result))
-            (trainer.run_dir / "eval.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+            write_text(trainer.run_dir / "eval.json", json.dumps(result, indent=2))
     finally:
         trainer.close()
     _draw_curves(trainer.run_dir)
@@ -265,7 +277,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected at least 1, got {args.episodes}")
-    trainer = RecurrentPPO.load(args.checkpoint, progress=False)
+    if args.seed < 0:
+        raise ConfigError(f"--seed: expected 0 or more (gymnasium seeds are non-negative), got {args.seed}")
+    trainer = RecurrentPPO.load(args.checkpoint, progress=False, allow_imports=args.env_imports)
     try:
         result = trainer.evaluate(args.episodes, seed=args.seed, deterministic=not args.stochastic)
     finally:

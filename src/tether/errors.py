@@ -18,6 +18,7 @@ __all__ = [
     "LifecycleError",
     "LifecycleWarning",
     "MissingDependencyError",
+    "NonFiniteError",
     "ObservationError",
     "ReplayAlignmentError",
     "RunFolderError",
@@ -64,7 +65,29 @@ class CheckpointError(TetherError, ValueError):
 
 
 class RunFolderError(TetherError, ValueError):
-    """A run folder's records are malformed or hold nothing to show (e.g. a metric no run has)."""
+    """A run folder cannot be used or read.
+
+    It is a file, another trainer holds it, it holds a run that a fresh run would append to, the
+    disk refuses a write (read-only, full), or its records are malformed or hold nothing to show.
+    """
+
+
+class NonFiniteError(TetherError, ValueError):
+    """A number training depends on is NaN or inf: an env's rewards, or a loss or weight after an update.
+
+    Attributes:
+        quantity: what is not finite (``"reward"``, ``"value_loss"``, ``"parameter core.weight_hh_l0"``).
+        rows / tick: for rewards, the env rows and the tick (else ``[]`` / ``None``).
+        update: for a loss or a weight, the update that made it (else ``None``).
+    """
+
+    def __init__(self, message: str, *, quantity: str, rows: list[int] | None = None,
+                 tick: int | None = None, update: int | None = None) -> None:
+        super().__init__(message)
+        self.quantity = quantity
+        self.rows = rows or []
+        self.tick = tick
+        self.update = update
 
 
 class MissingDependencyError(TetherError, ImportError):

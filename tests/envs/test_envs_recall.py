@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import tether.envs  # noqa: F401  (registers the tether/ ids)
 from tether.envs import RecallEnv
+from tether.errors import ConfigError
 
 # Observations for num_cues=3: three cue features, then the query flag.
 CUE_1 = [0.0, 1.0, 0.0, 0.0]
@@ -184,6 +185,13 @@ def test_bad_parameters_raise_saying_what_was_expected(
         RecallEnv(**kwargs)
     with pytest.raises(error, match=message):
         gym.make("tether/Recall-v0", **kwargs)
+
+
+def test_out_of_range_parameters_are_tether_config_errors() -> None:
+    """A value out of range is a ConfigError (so the CLI prints one line), still a ValueError."""
+    with pytest.raises(ConfigError, match=r"RecallEnv: delay expects an int >= 0 .*, got -3") as err:
+        RecallEnv(delay=-3)
+    assert isinstance(err.value, ValueError)
 
 
 def test_unsupported_render_mode_raises() -> None:

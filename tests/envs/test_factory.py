@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tether.envs import make_vector_env
-from tether.envs.factory import env_state, load_env_state, obs_normalizer
-from tether.errors import ConfigError
+from tether.envs.factory import check_import_consent, env_state, load_env_state, obs_normalizer
+from tether.errors import CheckpointError, ConfigError
 
 
 def test_module_colon_id_imports_and_kwargs_reach_the_env() -> None:
@@ -27,6 +27,8 @@ def test_module_colon_id_imports_and_kwargs_reach_the_env() -> None:
                                         r" or write the id as 'PKG:nope/Missing-v0'; tether's own tasks:"),
         ({"env_id": "CartPole-v1", "env_imports": ["no.such.module"]}, "env_imports: cannot import 'no.such.module'"),
         ({"env_id": "tether/Recall-v0", "env_kwargs": {"colour": 1}}, r"env_kwargs: tether/Recall-v0 refused"),
+        ({"env_id": "tether/Recall-v0", "env_kwargs": {"delay": -3}},
+         r"env_kwargs: tether/Recall-v0 refused \['delay'\] \(RecallEnv: delay expects an int >= 0 .*got -3\)$"),
     ],
 )
 def test_bad_ids_imports_and_kwargs_are_config_errors(kwargs: dict, match: str) -> None:
@@ -34,6 +36,45 @@ def test_bad_ids_imports_and_kwargs_are_config_errors(kwargs: dict, match: str) 
     env_id = kwargs.pop("env_id")
     with pytest.raises(ConfigError, match=match):
         make_vector_env(env_id, 2, **kwargs)
+
+
+class _Broken(gym.Env[np.ndarray, np.int64]):
+    """An env whose constructor has a bug (a ValueError that names no keyword argument)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        raise ValueError("math domain error")
+
+
+gym.register("tether_tests/Broken-v0", entry_point=_Broken)
+
+
+def test_an_envs_own_bug_keeps_its_traceback() -> None:
+    """A ValueError from an env that is not about its kwargs is not dressed up as the user's mistake."""
+    with pytest.raises(ValueError, match="math domain error") as err:
+        make_vector_env("tether_tests/Broken-v0", 1, env_kwargs={"size": 3})
+    assert not isinstance(err.value, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "imports", "allowed", "refused"),
+    [
+        ("CartPole-v1", ["pwnmod"], [], "pwnmod"),
+        ("pwnmod:Their/Task-v0", [], [], "pwnmod"),
+        ("pkg.sub:Their/Task-v0", ["pkg"], ["pkg"], "pkg.sub"),
+        ("CartPole-v1", ["pwnmod"], ["pwnmod"], None),
+        ("tether.envs:tether/Recall-v0", ["tether.envs", "gymnasium.envs.classic_control"], [], None),
+        ("CartPole-v1", ["numpy"], [], None),  # already imported here: importing it runs nothing
+    ],
+)
+def test_a_saved_run_imports_only_what_the_user_allows(env_id: str, imports: list[str], allowed: list[str],
+                                                       refused: str | None) -> None:
+    """Modules only a file names need consent; tether's, gymnasium's and imported ones do not."""
+    if refused is None:
+        check_import_consent(env_id, imports, allowed=allowed, source="run.pt")
+        return
+    with pytest.raises(CheckpointError, match=rf"run.pt asks to import the module '{refused}' .*"
+                                              rf" allow it with --env-import {refused} "):
+        check_import_consent(env_id, imports, allowed=allowed, source="run.pt")
 
 
 def _step_until_a_row_is_pending(venv: gym.vector.VectorEnv, rng: np.random.Generator) -> np.ndarray:

@@ -97,7 +97,8 @@ def test_python_dash_m_tether_evaluates(toys: Path, tmp_path: Path, capsys: pyte
     assert main(["train", "--env-id", "tether_toys:toys/Cue-Box-v0", *TINY, "--total-steps", "16",
                  "--run-dir", str(run), "--no-eval"]) == 0
     capsys.readouterr()
-    done = subprocess.run([sys.executable, "-m", "tether", "eval", str(run), "--episodes", "2"],
+    done = subprocess.run([sys.executable, "-m", "tether", "eval", str(run), "--episodes", "2",
+                           "--env-import", "tether_toys"],  # a module only the checkpoint names: consent
                           capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("evaluation (2 episodes, deterministic): mean return ")

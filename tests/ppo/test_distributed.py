@@ -133,7 +133,8 @@ def test_resume_on_n_ranks_continues_exactly(job: dict[str, Any]) -> None:
 def test_rank_zero_alone_writes_one_checkpoint_with_every_ranks_state(job: dict[str, Any]) -> None:
     """The run folder holds one checkpoint (plain data) with rank 1's collector, envs and RNGs."""
     run = job["out"] / "whole"
-    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("tb")) == ["checkpoint.pt",
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("tb")) == [".tether.lock",
+                                                                                      "checkpoint.pt",
                                                                                       "metrics.jsonl"]
     data = torch.load(run / "checkpoint.pt", weights_only=True)
     assert data["world_size"] == WORLD

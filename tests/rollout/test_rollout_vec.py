@@ -10,7 +10,8 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from tether import EpisodeClock, StaleStateError
+from tether import EpisodeClock, StaleStateError, TetherError
+from tether.errors import NonFiniteError
 from tether.rollout import TrackedVectorEnv
 
 from .helpers import TWO_ENVS, CounterPolicy, CountingEnv, DictCountingEnv, counter_value, make_vec
@@ -205,6 +206,42 @@ def test_step_before_reset_and_clock_rows() -> None:
         TrackedVectorEnv(env, clock=EpisodeClock(3))
     with TrackedVectorEnv(env) as venv, pytest.raises(RuntimeError, match=r"call reset\(\)"):
         venv.step(np.zeros(2, dtype=np.int64))
+
+
+class _RewardEnv(gym.Env[np.ndarray, np.int64]):
+    """Reward ``rewards[t]`` at step ``t`` (0-based); episodes never end."""
+
+    def __init__(self, rewards: list[float]) -> None:
+        self.rewards = rewards
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self._t += 1
+        return np.zeros(1, np.float32), self.rewards[self._t - 1], False, False, {}
+
+
+def test_non_finite_rewards_are_named_by_rows_and_tick() -> None:
+    """NaN / inf rewards raise NonFiniteError naming the rows and the tick; finite ones pass."""
+    nan, inf = float("nan"), float("inf")
+    rows = [[0.0, 1.0, 2.0], [0.0, -1e300, nan], [0.0, 5.0, -inf]]
+    env = SyncVectorEnv([functools.partial(_RewardEnv, r) for r in rows])
+    with TrackedVectorEnv(env) as venv:
+        venv.reset(seed=0)
+        for _ in range(2):
+            step = venv.step(np.zeros(3, dtype=np.int64))
+        torch.testing.assert_close(step.reward, np.array([1.0, -1e300, 5.0]))
+        with pytest.raises(NonFiniteError, match=r"the rewards of env rows \[1, 2\] are NaN or inf \(at tick 3\)"
+                                                 r".*Fix the env's rewards") as err:
+            venv.step(np.zeros(3, dtype=np.int64))
+        assert (err.value.quantity, err.value.rows, err.value.tick) == ("reward", [1, 2], 3)
+        assert isinstance(err.value, TetherError)
 
 
 def test_works_through_vector_wrappers() -> None:

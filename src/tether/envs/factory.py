@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -25,9 +27,12 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from tether.errors import ConfigError, format_rows
+from tether.errors import CheckpointError, ConfigError, TetherError, format_rows
 
-__all__ = ["env_state", "import_env_modules", "load_env_state", "make_vector_env", "obs_normalizer"]
+__all__ = ["check_import_consent", "env_state", "import_env_modules", "load_env_state", "make_vector_env",
+           "obs_normalizer"]
+
+_OWN_PACKAGES = ("tether", "gymnasium")  # importing their modules runs no code a file could choose
 
 
 def import_env_modules(modules: Sequence[str]) -> None:
@@ -44,6 +49,34 @@ def import_env_modules(modules: Sequence[str]) -> None:
                 f"env_imports: cannot import {name!r} ({err}); install the package that registers"
                 " the env, or fix the module name"
             ) from err
+
+
+def check_import_consent(env_id: str, env_imports: Sequence[str], *, allowed: Sequence[str],
+                         source: str | os.PathLike[str]) -> None:
+    """Refuse a saved run whose env would import a module nobody allowed (a checkpoint runs no code).
+
+    Making ``env_id`` imports the modules in ``env_imports`` and the ``module`` of a
+    ``"module:Id"``. Those that only a file names are imported only when the user allows them
+    (``allowed``, the CLI's ``--env-import NAME``): tether's and gymnasium's own modules, and
+    modules this process has already imported, need no consent.
+
+    Args:
+        env_id / env_imports: what the saved run names.
+        allowed: modules the user allows.
+        source: the file that names them (for the message).
+
+    Raises:
+        CheckpointError: naming the first module nobody allowed and how to allow it.
+    """
+    module, sep, _ = env_id.rpartition(":")
+    wanted = [*env_imports, *([module] if sep else [])]
+    for name in wanted:
+        own = name.partition(".")[0] in _OWN_PACKAGES or name in sys.modules
+        if not own and name not in allowed:
+            raise CheckpointError(
+                f"{source} asks to import the module {name!r} (to make its env {env_id!r}); tether imports"
+                f" nothing only a file names: if you trust it, allow it with --env-import {name}"
+                f" (Python: allow_imports=[{name!r}])")
 
 
 def _check_env_id(env_id: str, env_imports: Sequence[str] = ()) -> None:
@@ -166,10 +199,14 @@ class _MakeEnv:
         import_env_modules(self.imports)
         try:
             env = gym.make(self.env_id, **self.kwargs)
-        except TypeError as err:
-            if not any(key in str(err) for key in self.kwargs):
+        except (TypeError, ValueError) as err:
+            # An env's own refusal of its kwargs (a TetherError, or a plain TypeError / ValueError
+            # naming one of them) is the user's input: one line. Anything else is a bug in the env.
+            named = any(key in str(err) for key in self.kwargs)
+            if not self.kwargs or not (named or isinstance(err, TetherError)):
                 raise
-            raise ConfigError(f"env_kwargs: {self.env_id} refused {sorted(self.kwargs)} ({err})") from err
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"env_kwargs: {self.env_id} refused {sorted(self.kwargs)} ({reason})") from err
         return _Replayable(env)
 
 

@@ -16,6 +16,8 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+from tether.errors import ConfigError
+
 __all__ = ["RecallEnv"]
 
 ObservationKind = Literal["box", "discrete", "dict"]
@@ -63,8 +65,8 @@ class RecallEnv(gym.Env[Any, np.int64]):
 
     Raises:
         TypeError: when ``delay`` or ``num_cues`` is not an int.
-        ValueError: when ``delay < 0``, ``num_cues < 2``, or ``render_mode`` / ``observation`` is
-            not supported.
+        ConfigError: when ``delay < 0`` or ``num_cues < 2`` (also a ``ValueError``).
+        ValueError: when ``render_mode`` / ``observation`` is not supported.
 
     Example:
         >>> from tether.envs import RecallEnv
@@ -225,12 +227,12 @@ def _check_int(name: str, value: Any, minimum: int, meaning: str) -> int:
 
     Raises:
         TypeError: ``value`` is not an int (a bool is not accepted either).
-        ValueError: ``value < minimum``.
+        ConfigError: ``value < minimum`` (a ``ValueError`` too).
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(
             f"RecallEnv: {name} expects an int >= {minimum}, got {value!r} ({type(value).__name__})"
         )
     if value < minimum:
-        raise ValueError(f"RecallEnv: {name} expects an int >= {minimum} ({meaning}), got {value}")
+        raise ConfigError(f"RecallEnv: {name} expects an int >= {minimum} ({meaning}), got {value}")
     return int(value)

@@ -10,10 +10,10 @@ Windows), so readers see either the old file or the new one, whole.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from tether.errors import CheckpointError
+from tether.train.run_folder import atomic_write
 
 __all__ = ["FORMAT", "VERSION", "load_checkpoint", "save_checkpoint"]
 
@@ -78,26 +79,24 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
 
     Raises:
         TypeError: when the payload holds anything else (an env, a callable, ...).
+        RunFolderError: when the folder refuses the write (read-only, full disk); the last good
+            checkpoint at ``path`` is kept.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = _encode({"format": FORMAT, "version": VERSION, **payload})
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    buffer = io.BytesIO()
+    torch.save(data, buffer)  # in memory: the disk's refusal comes as an OSError, not torch's own
+    return atomic_write(path, buffer.getvalue())
+
+
+_ADVICE = ("weights_only", "weights only", "please file an issue", "check the documentation",
+           "trusted source")  # torch's advice to load unsafely, never repeated
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The first line of ``err`` that says what is wrong (never torch's advice to load unsafely)."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    reasons = [line for line in lines if line and not any(a in line.lower() for a in _ADVICE)]
+    return reasons[0] if reasons else type(err).__name__
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -126,15 +125,17 @@ def load_checkpoint(path: str | os.PathLike[str], *, required: tuple[str, ...] =
             warnings.simplefilter("ignore")
             data = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        # Named for what it is, without torch's advice to turn the safe loader off.
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(err), re.IGNORECASE)
         if found:
+            name = found.group(1).rstrip(".,;")
             raise CheckpointError(
-                f"{source} is not a tether checkpoint: it holds pickled Python objects ({found.group(1)};"
-                " e.g. a whole model saved by another program), which tether never loads; tether"
-                " checkpoints hold only tensors and plain data"
-            ) from err
+                f"{source} holds code (an object the safe loader refuses: {name}), refused: it is not a"
+                f" tether checkpoint: it holds pickled Python objects ({name}; e.g. a whole model saved"
+                " by another program), and tether checkpoints hold only tensors and plain data"
+            ) from None
         raise CheckpointError(f"{source} is not a readable tether checkpoint (corrupt or truncated):"
-                              f" {_first_line(err)}") from err
+                              f" {_first_line(err)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as err:
         raise CheckpointError(f"{source} is not a readable tether checkpoint (corrupt or truncated):"
                               f" {_first_line(err)}") from err

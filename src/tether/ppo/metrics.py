@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tether.errors import RunFolderError
+import torch
 
-__all__ = ["MetricsLogger", "RunFolderError", "read_metrics"]
+from tether.errors import NonFiniteError, RunFolderError
+from tether.train.run_folder import write_text
+
+__all__ = ["MetricsLogger", "RunFolderError", "check_update_finite", "read_metrics"]
+
+_LOSSES = ("policy_loss", "value_loss", "entropy", "approx_kl")
 
 
 def _keep_until(path: Path, step: int) -> None:
@@ -33,14 +37,41 @@ def _keep_until(path: Path, step: int) -> None:
             continue  # a line torn by a kill mid-write
         if isinstance(record, dict) and int(record.get("step", 0)) <= step:
             kept.append(line)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def check_update_finite(update: int, losses: dict[str, Any],
+                        named_parameters: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Stop a run whose update made a loss or a weight NaN or inf, before anything is saved.
+
+    One check per update: the losses are host numbers already; the weights cost one device
+    synchronisation (one ``isfinite`` reduction over all of them), and only on failure are they
+    looked at one by one to name the first.
+
+    Args:
+        update: the update just made (1-based).
+        losses: the update's mean losses (``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``).
+        named_parameters: the policy's ``named_parameters()``.
+
+    Raises:
+        NonFiniteError: naming the update and the first quantity that is not finite.
+    """
+    fix = ("the run stops unsaved (the last good checkpoint is kept). Lower --learning-rate, scale rewards"
+           " with --reward-scale, or check the env's rewards and observations")
+    for name in _LOSSES:
+        value = losses.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise NonFiniteError(f"update {update}: the {name} is {value}; {fix}", quantity=name,
+                                 update=update)
+    params = [(name, p.detach()) for name, p in named_parameters]
+    if not params:
+        return
+    finite = torch.stack([torch.isfinite(p).all() for _, p in params]).all()
+    if bool(finite):
+        return
+    name = next(name for name, p in params if not bool(torch.isfinite(p).all()))
+    raise NonFiniteError(f"update {update}: the weights {name} hold NaN or inf; {fix}",
+                         quantity=f"parameter {name}", update=update)
 
 
 def _plain(value: Any) -> Any:  # a tensor / numpy scalar as a number; NaN and inf as null
@@ -79,7 +110,12 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if truncate:
             _keep_until(self.path, start_step)
-        self._file = self.path.open("a", encoding="utf-8")
+        try:
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as err:
+            raise RunFolderError(f"cannot write {self.path}: {err.strerror}; choose a writable run folder"
+                                 " (--run-dir)") from err
+        self._broken = False  # a write failed: close() does not try again
         self._start = time.perf_counter() - elapsed
         self._writer: Any = None
         if tensorboard:
@@ -110,8 +146,13 @@ class MetricsLogger:
         """
         record = {"step": int(step), "time": round(self.elapsed, 3)}
         record.update({k: _plain(v) for k, v in metrics.items()})
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as err:
+            self._broken = True
+            raise RunFolderError(f"cannot write {self.path}: {err.strerror}; the last good checkpoint is"
+                                 " kept. Free some space, or choose a writable --run-dir") from err
         if self._writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, int | float):
@@ -126,11 +167,16 @@ class MetricsLogger:
 
     def close(self) -> None:
         """Flush and close the file, the writer and the bar."""
-        self._file.close()
-        if self._writer is not None:
-            self._writer.close()
-        if self._bar is not None:
-            self._bar.close()
+        try:
+            self._file.close()
+        except OSError as err:
+            if not self._broken:  # else the failure was reported already
+                raise RunFolderError(f"cannot write {self.path}: {err.strerror}") from err
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            if self._bar is not None:
+                self._bar.close()
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

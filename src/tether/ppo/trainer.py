@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from tether import distributed
+from tether.envs import factory
 from tether.envs.factory import env_state, load_env_state, make_vector_env, obs_normalizer
 from tether.errors import CheckpointError, ConfigError
 from tether.modes import mode
@@ -43,8 +45,9 @@ from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
 from tether.ppo.config import PPOConfig
 from tether.ppo.evaluation import EvalSummary, evaluate_policy
 from tether.ppo.loss import PPOLoss, ppo_loss
-from tether.ppo.metrics import MetricsLogger
+from tether.ppo.metrics import MetricsLogger, check_update_finite
 from tether.rollout import RecurrentRolloutBuffer, RolloutCollector, SequenceMinibatch
+from tether.train.run_folder import RunFolder, claim_run_folder
 
 __all__ = ["RecurrentPPO"]
 
@@ -98,6 +101,7 @@ class RecurrentPPO:
         policy: a policy following :class:`~tether.policy.RecurrentPolicy`; built from the config
             (a :class:`~tether.nets.FactoredRecurrentActorCritic`) when ``None``.
         progress: override ``config.progress``.
+        overwrite: a fresh run may replace the run its folder holds (else :meth:`train` refuses it).
 
     Raises:
         ConfigError: for an unknown env id (or a module that cannot be imported, or env kwargs the
@@ -112,8 +116,11 @@ class RecurrentPPO:
     """
 
     def __init__(self, config: PPOConfig, *, policy: nn.Module | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, overwrite: bool = False) -> None:
         self.config = config
+        self.overwrite = overwrite
+        self._folder: RunFolder | None = None  # claimed (locked) by the first train()
+        self._resumed_from: Path | None = None  # the folder load() read the checkpoint from
         self.dist = distributed.init(config.device)  # one process: nothing to join
         self.progress = (config.progress if progress is None else progress) and self.dist.is_main
         self.run_dir = Path(config.run_dir)
@@ -177,11 +184,20 @@ class RecurrentPPO:
         Args:
             max_updates: stop after this many updates in this call (``None``: run to the end).
 
+        The first call claims (locks, until :meth:`close`) the run folder.
+
         Returns:
             ``{"steps", "updates", "time", "steps_per_second", "last_return"}``; ``time`` counts
             this run's training seconds (across resumes), not the evaluation.
+
+        Raises:
+            RunFolderError: the folder is taken, holds another run, or refuses a write.
+            NonFiniteError: NaN / inf rewards, or a loss or weight after an update (not saved).
         """
         c = self.config
+        if self._folder is None:  # one trainer per folder; a fresh run never appends to an old one
+            self._folder = claim_run_folder(self.run_dir, resume_from=self._resumed_from,
+                                            overwrite=self.overwrite, main=self.dist.is_main)
         started = time.perf_counter() - self._elapsed
         if self.dist.is_main:  # the other ranks write nothing
             self._logger = MetricsLogger(self.run_dir, total_steps=self.num_updates * self._steps_per_update,
@@ -223,6 +239,7 @@ class RecurrentPPO:
         buffer.compute_advantages(c.gamma, c.gae_lambda)
         stats = self._optimise(buffer)
         self.update += 1
+        check_update_finite(self.update, stats, self.policy.named_parameters())  # before any save
         tallies = distributed.all_gather_objects((self.collector.episode_returns,
                                                   self.collector.episode_lengths))
         returns = [r for rank_returns, _ in tallies for r in rank_returns]
@@ -365,7 +382,8 @@ class RecurrentPPO:
         }
 
     @classmethod
-    def load(cls, path: str | Path, *, progress: bool | None = None, **overrides: Any) -> RecurrentPPO:
+    def load(cls, path: str | Path, *, progress: bool | None = None, allow_imports: Sequence[str] = (),
+             **overrides: Any) -> RecurrentPPO:
         """Rebuild a trainer from a checkpoint file (or a run folder holding ``checkpoint.pt``).
 
         The envs are rebuilt from the recorded id, imports and kwargs, and their live episodes
@@ -374,6 +392,8 @@ class RecurrentPPO:
         Args:
             path: the checkpoint, or its run folder.
             progress: override the progress bar setting.
+            allow_imports: modules the checkpoint's env may import (it imports nothing else that
+                only the checkpoint names; tether's and gymnasium's own ids need no consent).
             overrides: settings to change (e.g. a larger ``total_steps`` to train on).
 
         Raises:
@@ -392,12 +412,15 @@ class RecurrentPPO:
             raise CheckpointError(f"{source}: the payload is corrupt (its config or policy is not a table)")
         settings = {**data["config"], "run_dir": str(source.parent), **overrides}
         config = PPOConfig.from_dict(settings, source=str(source))
+        factory.check_import_consent(config.env_id, config.env_imports, source=source,
+                             allowed=[*allow_imports, *overrides.get("env_imports", [])])
         saved, now = data.get("world_size", 1), distributed.init(config.device).world_size
         if saved != now:
             raise ConfigError(
                 f"{source}: this run was trained on {saved} rank(s) and cannot continue on {now};"
                 f" resume it on {saved} (tether train --resume DIR --nproc {saved})")
         trainer = cls(config, progress=progress)
+        trainer._resumed_from = source.parent
         try:
             trainer._restore(data, source)
         except BaseException:
@@ -432,7 +455,8 @@ class RecurrentPPO:
                                   f" {_first_line(err)})") from err
 
     @classmethod
-    def resume(cls, run_dir: str | Path, **overrides: Any) -> RecurrentPPO:
+    def resume(cls, run_dir: str | Path, *, allow_imports: Sequence[str] = (),
+               **overrides: Any) -> RecurrentPPO:
         """Continue the run saved in ``run_dir`` there (same results as if it had never stopped).
 
         The run continues in ``run_dir`` wherever it now is (a moved folder, a relative path from
@@ -448,13 +472,15 @@ class RecurrentPPO:
         if changed:
             raise ConfigError(
                 f"resume: the settings {changed} cannot change mid-run (only {sorted(_RESUMABLE)})")
-        return cls.load(run_dir, **overrides)
+        return cls.load(run_dir, allow_imports=allow_imports, **overrides)
 
     def close(self) -> None:
-        """Close the envs and the metrics file."""
+        """Close the envs and the metrics file, and release the run folder."""
         if self._logger is not None:
             self._logger.close()
             self._logger = None
+        if self._folder is not None:
+            self._folder.release()
         self.collector.venv.close()
 
 

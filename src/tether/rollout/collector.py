@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from tether.clock import EpisodeClock
-from tether.errors import StateMismatchError, format_rows
+from tether.errors import ObservationError, StateMismatchError, format_rows
 from tether.policy import ActResult, RecurrentPolicy
 from tether.rollout._obs import Tree, copy_tree, nonfinite_rows, to_tensor
 from tether.rollout.buffer import RecurrentRolloutBuffer
@@ -206,11 +206,12 @@ class RolloutCollector:
         self._record(step)
         bad_final = np.intersect1d(nonfinite_rows(step.final_obs, self.num_envs), np.flatnonzero(step.done))
         if bad_final.size:
-            raise ValueError(
+            raise ObservationError(
                 f"RolloutCollector: the final observations of env rows {format_rows(bad_final)} contain"
                 f" NaN or inf (at tick {self.clock.tick}); their bootstrap values are not finite."
-                " The step is stored; fix the env's observations"
-            )
+                " The step is stored; fix the env's observations",
+                leaf="final_obs", expected="finite values",
+                got=f"NaN or inf in rows {format_rows(bad_final)}")
 
     def _record(self, step: VecStep) -> list[tuple[int, float]]:
         counted = step.valid
@@ -328,11 +329,11 @@ class RolloutCollector:
     def _obs_tensor(self, obs: Tree, what: str) -> Tree:
         bad = nonfinite_rows(obs, self.num_envs)
         if bad.size:
-            raise ValueError(
+            raise ObservationError(
                 f"RolloutCollector: the {what}s of env rows {format_rows(bad)} contain NaN or inf"
                 f" (at tick {self.clock.tick}); nothing was fed to the policy. Fix the env (or"
-                " wrap it to clean its observations)"
-            )
+                " wrap it to clean its observations)",
+                leaf="obs", expected="finite values", got=f"NaN or inf in rows {format_rows(bad)}")
         return to_tensor(obs, self.device, self.float_dtype)
 
     def _masks(self, obs: Tree, info: dict[str, Any]) -> torch.Tensor | None:

@@ -33,6 +33,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from tether.clock import EpisodeClock, as_row_mask
+from tether.errors import NonFiniteError, format_rows
 from tether.rollout._obs import copy_tree, set_rows, tree_map
 
 __all__ = ["TrackedVectorEnv", "VecStep"]
@@ -300,6 +301,8 @@ class TrackedVectorEnv:
             RuntimeError: when ``reset()`` was not called first.
             ValueError: when ``actions`` does not fit the batched action space (nothing is
                 stepped, the clock does not move).
+            NonFiniteError: when the env returned NaN or inf rewards, naming the rows and the
+                tick (the env stepped and the clock advanced).
         """
         if not self._ready:
             raise RuntimeError("TrackedVectorEnv.step: call reset() before the first step()")
@@ -333,8 +336,16 @@ class TrackedVectorEnv:
                 obs, reset_info = self._env.reset(options={"reset_mask": done.copy()})
                 info = _merge_rows(info, reset_info, done)
         self._clock.advance(starts)
-        return VecStep(obs, np.asarray(reward, dtype=np.float64), terminated, truncated, done,
-                       starts.copy(), valid, final_obs, info, final_info)
+        out = VecStep(obs, np.asarray(reward, dtype=np.float64), terminated, truncated, done,
+                      starts.copy(), valid, final_obs, info, final_info)
+        bad = np.flatnonzero(~np.isfinite(out.reward))
+        if bad.size:  # [E] host floats: no device, no measurable cost
+            raise NonFiniteError(
+                f"TrackedVectorEnv.step: the rewards of env rows {format_rows(bad)} are NaN or inf (at tick"
+                f" {self._clock.tick}): no return or advantage can be learned from them. Fix the env's"
+                " rewards (or wrap it to clean them)",
+                quantity="reward", rows=bad.tolist(), tick=self._clock.tick)
+        return out
 
     def close(self, **kwargs: Any) -> None:
         """Close the wrapped env."""

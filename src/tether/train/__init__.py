@@ -1,0 +1,1 @@
+"""What every trainer shares: the run folder and its lock, checkpoints, metrics, the launcher."""
