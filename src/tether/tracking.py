@@ -333,6 +333,17 @@ class TrackedRNN(nn.Module):
                     " was fed again (the new state was not taken, or a state was forked/stored"
                     " as the wrong step)")
             fix = "feed the state the module returned at the previous step (`y, state = m(x, state)`)"
+        elif clock.is_copy:
+            report(StaleStateError(
+                f"a state for tick {state.tick} is checked against a copy of its clock (still at tick"
+                f" {clock.tick}): the state is a copy (copy.deepcopy or pickle) that took a copy of"
+                " the clock with it, and that copy does not move when the loop advances the live clock",
+                kind="copied-state",
+                fix="bind the copy to the live clock: `state = state.bind(clock)` (or copy the clock"
+                    " together with the state and advance the copied clock)",
+                state_tick=state.tick, clock_tick=clock.tick,
+            ))
+            return
         else:
             what = (f"a state for tick {state.tick} was used at tick {clock.tick}: the clock was"
                     " not advanced after the last step")
