@@ -115,7 +115,7 @@ def test_custom_module_through_spec() -> None:
             y, h = self.gru(x, h)
             return 2 * y, h
 
-    tracked = track(Twice(), spec=StateSpec(num_layers=1, hidden_size=7, cell=False))
+    tracked = track(Twice(), spec=StateSpec(num_layers=1, hidden_size=7, has_c=False))
     clock = EpisodeClock(2)
     with mode("strict"):
         y, state = tracked(torch.randn(1, 2, 5), tracked.initial_state(2, clock))
@@ -193,7 +193,8 @@ def test_graph_across_window_boundary(setup: tuple) -> None:
     with mode("strict"), pytest.raises(GraphLeakError, match="from training window 0, but the clock is in window 1") as info:
         tracked(x, state)
     assert info.value.kind == "graph-window"
-    assert "fix: call `state = state.detach()` right after `clock.end_window()`" in str(info.value)
+    assert "call `state = state.detach()` right after `clock.end_window()`" in info.value.fix
+    assert "collect under `torch.no_grad()`" in info.value.fix
     with mode("strict"):
         tracked(x, state.detach())
         with torch.no_grad():  # a state without a graph may cross windows
@@ -231,7 +232,7 @@ def test_shape_mismatches(setup: tuple) -> None:
     with mode("strict"):
         with pytest.raises(StateMismatchError, match=r"expected a \(h, c\) state shaped \[layers=1, batch=4, hidden=7\]"):
             tracked(torch.randn(1, 4, 5), state)
-        gru_state = RecurrentState.zeros(1, 10, 7, cell=False, clock=clock)
+        gru_state = RecurrentState.zeros(1, 10, 7, has_c=False, clock=clock)
         with pytest.raises(StateMismatchError, match=r"got 1 tensor\(s\)"):
             tracked(torch.randn(1, 10, 5), gru_state)
         wide = RecurrentState.zeros(2, 10, 8, clock=clock)
@@ -492,6 +493,7 @@ def test_warn_mode_reports_a_growing_graph_at_each_doubling() -> None:
         core(torch.randn(1, 2, 3), state)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_runs_with_the_checks() -> None:
     """torch.compile of a tracked module runs correct steps and still catches a missed reset."""
     core = track(nn.LSTM(3, 8))

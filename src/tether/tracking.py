@@ -5,12 +5,14 @@ its clock, runs the plain module and returns the next state (built by
 :meth:`RecurrentState.advanced <tether.RecurrentState.advanced>`, where the rules live).
 
 The wrapper checks the state against its clock with host-side integers only, runs the plain
-module (so the tensor path stays an ordinary, compilable PyTorch call) and stamps the new state
-with the next tick. No device synchronisation happens per step.
+module and stamps the new state with the next tick. No device synchronisation happens per step.
+Under ``torch.compile`` the checks and the stamp run eagerly (``torch.compiler.disable``) on each
+side of the compiled module call, so a compiled tracked module checks what an eager one checks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import attrs
@@ -30,9 +32,21 @@ __all__ = ["DEFAULT_MAX_GRAPH_STEPS", "StateSpec", "TrackedRNN", "track"]
 DEFAULT_MAX_GRAPH_STEPS = 2048
 
 _RESET_FIX = "call `state = state.reset(done)` right after `clock.advance(done)`"
+# A call that takes the episode starts (unroll, a policy's act) resets rows itself: its fix is them.
+_STARTS_FIX = ("pass the rows whose episode ended at the previous step as the call's episode starts:"
+               " `episode_starts[0] = done` (tether.sequence.unroll; a policy's act takes it as"
+               " episode_start), the done flags that step gave `clock.advance(done)`")
+_WINDOW_FIX = ("if the state comes from collection (acting in the env), collect under `torch.no_grad()`:"
+               " a rollout needs no graph, and detaching it here would leave the values stored during"
+               " it tied to a freed graph (torch's 'backward through the graph a second time'); if it"
+               " is truncated-BPTT training, call `state = state.detach()` right after `clock.end_window()`")
+#: Bytes a step of graph holds per byte of state, at least: the gates and the new state a recurrent
+#: core keeps for backward (an LSTM's 4H gates + h, c against its 2H state: 3x; a GRU's 3H + h: 4x).
+#: Encoder and head activations come on top, so the estimate is a floor.
+GRAPH_BYTES_PER_STATE_BYTE = 3
 
 
-@attrs.frozen(init=False)
+@attrs.frozen
 class StateSpec:
     """How a recurrent module takes and returns its state (the adapter for custom modules).
 
@@ -45,11 +59,6 @@ class StateSpec:
             (like ``nn.LSTM``); ``"cell"``: ``module(x, hx) -> hx'`` with ``hx`` shaped ``[B, H]``
             (like ``nn.LSTMCell``).
         batch_first: for sequence style, whether ``x`` is ``[B, T, ...]``.
-        cell: the former name of ``has_c`` (it was easy to confuse with ``style="cell"``), still
-            accepted.
-
-    Raises:
-        TypeError: when neither ``has_c`` nor ``cell`` is given.
 
     >>> StateSpec(1, 8, has_c=False)
     StateSpec(num_layers=1, hidden_size=8, has_c=False, style='sequence', batch_first=False)
@@ -57,25 +66,9 @@ class StateSpec:
 
     num_layers: int
     hidden_size: int
-    has_c: bool
-    style: Literal["sequence", "cell"]
-    batch_first: bool
-
-    def __init__(
-        self,
-        num_layers: int,
-        hidden_size: int,
-        has_c: bool | None = None,
-        style: Literal["sequence", "cell"] = "sequence",
-        batch_first: bool = False,
-        *,
-        cell: bool | None = None,
-    ) -> None:
-        if has_c is None:
-            if cell is None:
-                raise TypeError("StateSpec: expected has_c=True for an (h, c) state or has_c=False for h")
-            has_c = cell
-        self.__attrs_init__(num_layers, hidden_size, bool(has_c), style, batch_first)
+    has_c: bool = attrs.field(converter=bool)
+    style: Literal["sequence", "cell"] = "sequence"
+    batch_first: bool = False
 
     @classmethod
     def of(cls, module: nn.Module) -> StateSpec:
@@ -109,10 +102,11 @@ class TrackedRNN(nn.Module):
     """A recurrent module that takes and returns a :class:`RecurrentState`; see :func:`track`.
 
     Transparent where a port from the plain module needs it: the wrapped module's attributes
-    read through (``tracked.hidden_size``, ``tracked.weight_ih_l0``), and ``state_dict`` /
+    read through (``tracked.hidden_size``, ``tracked.weight_ih_l0``); ``state_dict`` /
     ``load_state_dict`` use the plain module's keys (``weight_ih_l0``, not
     ``module.weight_ih_l0``; the latter still loads), so a checkpoint of a model holding
-    ``nn.LSTM`` loads into the same model holding ``track(nn.LSTM)`` and back.
+    ``nn.LSTM`` loads into the same model holding ``track(nn.LSTM)`` and back; and
+    ``named_parameters`` / ``named_buffers`` give the same names (see :meth:`named_modules`).
 
     Args:
         module: the plain recurrent module; it is registered as ``self.module``.
@@ -138,6 +132,49 @@ class TrackedRNN(nn.Module):
             if inner is None or name.startswith("_"):
                 raise
             return getattr(inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The wrapped module's parameters and buffers are named as if they were this module's
+        # (named_parameters, state_dict): assigning one here assigns it there, as torch.func's
+        # functional_call does with those names.
+        inner = self.__dict__.get("_modules", {}).get("module")
+        if inner is not None and name not in self.__dict__:
+            if name in inner._parameters:
+                if value is None or isinstance(value, nn.Parameter):
+                    setattr(inner, name, value)
+                else:
+                    inner._parameters[name] = value  # a plain tensor swapped in (functional_call)
+                return
+            if name in inner._buffers:
+                setattr(inner, name, value)
+                return
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        inner = self.__dict__.get("_modules", {}).get("module")
+        if (inner is not None and name not in self.__dict__
+                and (name in inner._parameters or name in inner._buffers)):
+            delattr(inner, name)
+            return
+        super().__delattr__(name)
+
+    def named_modules(
+        self, memo: set[nn.Module] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, nn.Module]]:
+        """This module, then the wrapped module under the same name (not ``<name>.module``).
+
+        ``named_parameters`` and ``named_buffers`` (of this module and of any model holding it)
+        walk these names, so they give the plain module's names (``weight_ih_l0``), as
+        ``state_dict`` does: a port's weight-decay filters and parameter groups find them.
+        """
+        if memo is None:
+            memo = set()
+        if self in memo:
+            return
+        if remove_duplicate:
+            memo.add(self)
+        yield prefix, self
+        yield from self.module.named_modules(memo, prefix, remove_duplicate)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TrackedRNN:
         super()._apply(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -195,13 +232,15 @@ class TrackedRNN(nn.Module):
         spec = self.spec
         sequence = spec.style == "sequence"
         steps = int(x.shape[1 if spec.batch_first else 0]) if sequence and x.dim() == 3 else 1
+        if torch.compiler.is_compiling():
+            return self._compiled_forward(x, state, steps, bootstrap)
         checking = get_mode() != "off"
         verified = self.check(x, state, steps=steps, bootstrap=bootstrap) if checking else None
         if sequence:
             # Checked shapes (or the cheap shape test in off mode) let nn.LSTM / nn.GRU skip their
             # Python re-validation and go straight to the ATen op, bit for bit the same.
             fuse = checking or self._shapes_fit(x, state)
-            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, paired=spec.has_c,
+            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, has_c=spec.has_c,
                                                    fuse=fuse)
         elif spec.has_c:
             h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
@@ -212,6 +251,25 @@ class TrackedRNN(nn.Module):
             tensors = (y.unsqueeze(0),)
         return y, state.advanced(tensors, steps, ids_verified=verified is not None, bootstrap=bootstrap,
                                  episode_ids=verified)
+
+    def _compiled_forward(
+        self, x: torch.Tensor, state: RecurrentState, steps: int, bootstrap: bool
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """:meth:`forward` as torch.compile traces it: the checks and the new state's bookkeeping
+        (host-side Python on an attrs object, which dynamo cannot trace) run eagerly around the
+        traced module call."""
+        verified = _check_eagerly(self, x, state, steps, bootstrap)
+        spec = self.spec
+        if spec.style == "sequence":
+            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, has_c=spec.has_c,
+                                                   fuse=False)
+        elif spec.has_c:
+            h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
+            tensors, y = (h.unsqueeze(0), c.unsqueeze(0)), h
+        else:
+            y = self.module(x, state.tensors[0][0])
+            tensors = (y.unsqueeze(0),)
+        return y, _advance_eagerly(state, tensors, steps, verified, bootstrap)
 
     # ----------------------------------------------------------------------------------------
     def check(
@@ -258,18 +316,10 @@ class TrackedRNN(nn.Module):
                 fix="keep stepping the state you passed to the bootstrap read, after `reset(done)`",
             ))
         # The limit catches a live state carried on call after call without detach(); a replay
-        # (from a snapshot) and one long call have a length known up front, and are exempt.
-        if (state.graph_steps and state.graph_steps + steps > self.max_graph_steps
+        # (from a snapshot), one long call and a bootstrap read (its result is discarded) are exempt.
+        if (state.graph_steps and state.graph_steps + steps > self.max_graph_steps and not bootstrap
                 and not state.is_snapshot and state.tensors[0].requires_grad):
-            report(GraphLeakError(
-                f"the state has carried its autograd graph through {state.graph_steps} steps of"
-                f" earlier calls; {steps} more would pass the limit of {self.max_graph_steps}: a live"
-                " state kept across training windows without detach() grows memory every step",
-                kind="graph-limit",
-                fix="call `state = state.detach()` at each truncated-BPTT boundary (replay stored"
-                    " sequences from state.snapshot(); or raise track(..., max_graph_steps=N))",
-                graph_steps=state.graph_steps, limit=self.max_graph_steps,
-            ))
+            self._report_graph_limit(state, steps)
         clock = state.clock
         if clock is None or state.is_snapshot:
             return None
@@ -277,16 +327,35 @@ class TrackedRNN(nn.Module):
             self._report_tick(state, clock)
         if state.window != clock.window and state.tensors[0].requires_grad:
             report(GraphLeakError(
-                f"the state carries an autograd graph from training window {state.window}, but"
-                f" the clock is in window {clock.window} (end_window() was called since): backprop"
-                " would run across the boundary and keep the old graph alive",
-                kind="graph-window",
-                fix="call `state = state.detach()` right after `clock.end_window()`",
+                f"the state carries an autograd graph of {state.graph_steps} step(s) from training"
+                f" window {state.window}, but the clock is in window {clock.window} (end_window() was"
+                " called since): backprop would run across the boundary and keep the old graph alive",
+                kind="graph-window", fix=_WINDOW_FIX, graph_steps=state.graph_steps,
                 state_window=state.window, clock_window=clock.window,
             ))
         if state.verified == clock.renewals and restarting is None:
             return state.episode_ids
         return self._check_ids(state, clock, bootstrap, restarting)
+
+    def _report_graph_limit(self, state: RecurrentState, steps: int) -> None:
+        """Report a graph past the limit: strict mode raises; warn mode warns at the limit and again
+        at each doubling of the graph's age (2x, 4x, ... the limit), so a leak shows in the log."""
+        limit, before = self.max_graph_steps, state.graph_steps
+        after = before + steps
+        level = ((after - 1) // limit).bit_length() - 1  # the largest k with limit * 2**k < after
+        crossed = limit << level
+        if get_mode() != "strict" and before > crossed:
+            return  # warn mode: this doubling was reported when the graph crossed it
+        held = before * GRAPH_BYTES_PER_STATE_BYTE * sum(t.element_size() * t.nelement() for t in state.tensors)
+        report(GraphLeakError(
+            f"the state has carried its autograd graph through {before} steps of earlier calls;"
+            f" {steps} more would pass the limit of {limit}: a live state kept across training windows"
+            f" without detach() grows memory every step (the graph holds at least {_size(held)})",
+            kind="graph-limit",
+            fix="call `state = state.detach()` at each truncated-BPTT boundary (replay stored"
+                " sequences from state.snapshot(); or raise track(..., max_graph_steps=N))",
+            graph_steps=before, limit=limit, bytes_held=held,
+        ), level=level)
 
     def check_fit(self, x: torch.Tensor, state: RecurrentState) -> None:
         """Check that ``x`` and ``state`` fit this module: input dims, state kind, shape, device, dtype.
@@ -382,7 +451,7 @@ class TrackedRNN(nn.Module):
             f" {format_rows(ids[bad])}, but those envs are now in episodes"
             f" {format_rows(current[bad])} (at tick {clock.tick}): the state was not reset when"
             " their episodes ended",
-            kind="stale-episode", fix=_RESET_FIX,
+            kind="stale-episode", fix=_RESET_FIX if restarting is None else _STARTS_FIX,
             rows=env_rows.tolist(), state_ids=ids[bad].tolist(),
             clock_ids=current[bad].tolist(),
         ))
@@ -390,6 +459,32 @@ class TrackedRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_graph_steps={self.max_graph_steps}"
+
+
+def _size(num_bytes: int) -> str:
+    """``num_bytes`` as KiB, MiB or GiB (one decimal)."""
+    value, unit = num_bytes / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"
+
+
+@torch.compiler.disable  # type: ignore[misc]
+def _check_eagerly(
+    core: TrackedRNN, x: torch.Tensor, state: RecurrentState, steps: int, bootstrap: bool
+) -> np.ndarray | None:
+    return core.check(x, state, steps=steps, bootstrap=bootstrap) if get_mode() != "off" else None
+
+
+@torch.compiler.disable  # type: ignore[misc]
+def _advance_eagerly(
+    state: RecurrentState, tensors: tuple[torch.Tensor, ...], steps: int, verified: np.ndarray | None,
+    bootstrap: bool,
+) -> RecurrentState:
+    return state.advanced(tensors, steps, ids_verified=verified is not None, bootstrap=bootstrap,
+                          episode_ids=verified)
 
 
 def track(

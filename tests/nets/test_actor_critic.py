@@ -137,7 +137,7 @@ def test_separate_critic_state_stacks_actor_layers_first() -> None:
     """State [L_actor + L_critic, B, H]: rows 0..L-1 are the actor core's, the rest the critic's."""
     policy = make("box", shared_core=False, num_layers=2, core="lstm")
     state = policy.initial_state(3)
-    assert (state.num_layers, state.batch_size, state.hidden_size, state.is_lstm) == (4, 3, 8, True)
+    assert (state.num_layers, state.batch_size, state.hidden_size, state.has_c) == (4, 3, 8, True)
     obs = torch.randn(3, 6)
     out = policy.act(obs, state)
     with torch.no_grad():
@@ -153,7 +153,7 @@ def test_separate_critic_state_stacks_actor_layers_first() -> None:
 def test_shared_gru_state_has_the_core_layers_only() -> None:
     """A shared GRU policy's state is h only, [num_layers, B, H]."""
     state = make("discrete", core="gru", num_layers=3).initial_state(2, EpisodeClock(2))
-    assert (state.num_layers, state.is_lstm, state.tick) == (3, False, 0)
+    assert (state.num_layers, state.has_c, state.tick) == (3, False, 0)
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "separate"])

@@ -145,10 +145,10 @@ def test_a_correct_replay_is_silent_before_and_after_end_window(window_ended: bo
 def test_all_zero_starts_are_caught() -> None:
     """Replaying with no episode starts names the rows and ticks the clock saw start."""
     _, snapshot, obs, starts, core = _rollout(40)
-    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"episode_starts are all zero") as info:
+    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"episode_starts miss \d+ episode start\(s\) the clock recorded; they are all zero") as info:
         unroll(core, obs, np.zeros_like(starts), snapshot)
     assert info.value.mistake == "all-zero"
-    assert re.search(r"\(row, tick\) pairs \[\(\d+, \d+\), .*and \d+ more\]", str(info.value))
+    assert re.search(r"\(row, tick\) pairs: \[\(\d+, \d+\), .*and \d+ more\]", str(info.value))
     t, b = np.nonzero(starts)
     assert sorted(zip(info.value.ticks, info.value.rows, strict=True)) == sorted(
         zip(t.tolist(), b.tolist(), strict=True))
@@ -181,7 +181,7 @@ def test_some_missing_starts_are_named_as_such() -> None:
         unroll(core, obs, dropped, snapshot)
     assert info.value.mistake == "missing"
     assert info.value.pairs == [(int(b), int(t) + 1)]
-    assert f"(row, tick) pairs [({b}, {t + 1})]" in str(info.value)
+    assert f"(row, tick) pairs: [({b}, {t + 1})]" in str(info.value)
 
 
 def test_a_snapshot_taken_after_the_rollout_is_caught() -> None:

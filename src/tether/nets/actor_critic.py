@@ -477,8 +477,8 @@ class FactoredRecurrentActorCritic(nn.Module):
         else:
             halves = (tuple(t[:cut] for t in state.tensors), tuple(t[cut:] for t in state.tensors))
         paired = actor.spec.has_c
-        y, pi = _aten.run_sequence_module(actor.module, z, halves[0], paired=paired, fuse=True)
-        yv, vf = _aten.run_sequence_module(critic.module, zv, halves[1], paired=paired, fuse=True)
+        y, pi = _aten.run_sequence_module(actor.module, z, halves[0], has_c=paired, fuse=True)
+        yv, vf = _aten.run_sequence_module(critic.module, zv, halves[1], has_c=paired, fuse=True)
         tensors = tuple(torch.cat(pair) for pair in zip(pi, vf, strict=True))
         return y, yv, state.advanced(tensors, 1, ids_verified=verified is not None, episode_ids=verified)
 
@@ -502,14 +502,14 @@ class FactoredRecurrentActorCritic(nn.Module):
         kind = "(h, c)" if self.core_kind == "lstm" else "h"
         want = (self.state_layers, batch, self.hidden_size)
         got = (state.num_layers, state.batch_size, state.hidden_size)
-        if got != want or state.is_lstm != (self.core_kind == "lstm"):
+        if got != want or state.has_c != (self.core_kind == "lstm"):
             layers = (f"{self.state_layers}" if self.critic_core is None else
                       f"{self.state_layers} = {self.actor_core.spec.num_layers} actor +"
                       f" {self.critic_core.spec.num_layers} critic")
             raise StateMismatchError(
                 f"{where}: expected a {self.core_kind} {kind} state shaped [layers={layers},"
                 f" batch={batch} (the obs rows), hidden={self.hidden_size}], got"
-                f" {'(h, c)' if state.is_lstm else 'h'} shaped {list(got)}",
+                f" {'(h, c)' if state.has_c else 'h'} shaped {list(got)}",
                 fix="build the state with `policy.initial_state(batch_size, clock)`",
                 expected=str(want), got=str(got),
             )
