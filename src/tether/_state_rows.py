@@ -35,6 +35,10 @@ class StateRows(StateViews):
     spent: bool
     is_snapshot: bool
 
+    def _evolve(self: _S, **changes: Any) -> _S:
+        """This state with ``changes`` to its fields (the subclass is an attrs class)."""
+        return attrs.evolve(self, **changes)  # type: ignore[misc]
+
     @classmethod
     def stack_layers(cls, states: Sequence[_S]) -> _S:
         """Stack states of the same rows along the layer axis (the inverse of :meth:`split_layers`).
@@ -54,7 +58,7 @@ class StateRows(StateViews):
                     expected=str(first.batch_size), got=str(s.batch_size),
                 )
         tensors = tuple(torch.cat([s.tensors[i] for s in states], dim=0) for i in range(len(first.tensors)))
-        return attrs.evolve(first, tensors=tensors, **cls._combined(states))
+        return first._evolve(tensors=tensors, **cls._combined(states))
 
     @staticmethod
     def _combined(states: Sequence[StateRows]) -> dict[str, Any]:
@@ -106,7 +110,7 @@ class StateRows(StateViews):
         if self.clock is not None and self.episode_ids is not None:
             changes["env_rows"] = readonly(self.rows()[positions])
             changes["episode_ids"] = readonly(self.episode_ids[positions])
-        return attrs.evolve(self, tensors=tensors, **changes)
+        return self._evolve(tensors=tensors, **changes)
 
     def __getitem__(self: _S, index: Any) -> _S:
         """Rows by an int array, list, tensor or bool mask ``[B]`` (see :meth:`select_rows`).
@@ -169,5 +173,5 @@ class StateRows(StateViews):
         if first.clock is not None and first.episode_ids is not None:
             changes["episode_ids"] = readonly(np.concatenate([s.episode_ids for s in states]))
             changes["env_rows"] = readonly(np.concatenate([s.rows() for s in states]))
-        return attrs.evolve(first, tensors=tensors, **changes)
+        return first._evolve(tensors=tensors, **changes)
 

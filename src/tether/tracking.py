@@ -346,7 +346,8 @@ class TrackedRNN(nn.Module):
         crossed = limit << level
         if get_mode() != "strict" and before > crossed:
             return  # warn mode: this doubling was reported when the graph crossed it
-        held = before * GRAPH_BYTES_PER_STATE_BYTE * sum(t.element_size() * t.nelement() for t in state.tensors)
+        state_bytes = sum(t.element_size() * t.nelement() for t in state.tensors)
+        held = before * GRAPH_BYTES_PER_STATE_BYTE * state_bytes
         report(GraphLeakError(
             f"the state has carried its autograd graph through {before} steps of earlier calls;"
             f" {steps} more would pass the limit of {limit}: a live state kept across training windows"
@@ -471,14 +472,14 @@ def _size(num_bytes: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-@torch.compiler.disable  # type: ignore[misc]
+@torch.compiler.disable  # type: ignore[untyped-decorator]
 def _check_eagerly(
     core: TrackedRNN, x: torch.Tensor, state: RecurrentState, steps: int, bootstrap: bool
 ) -> np.ndarray | None:
     return core.check(x, state, steps=steps, bootstrap=bootstrap) if get_mode() != "off" else None
 
 
-@torch.compiler.disable  # type: ignore[misc]
+@torch.compiler.disable  # type: ignore[untyped-decorator]
 def _advance_eagerly(
     state: RecurrentState, tensors: tuple[torch.Tensor, ...], steps: int, verified: np.ndarray | None,
     bootstrap: bool,
