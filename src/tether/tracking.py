@@ -31,7 +31,8 @@ __all__ = ["DEFAULT_MAX_GRAPH_STEPS", "StateSpec", "TrackedRNN", "track"]
 #: Grad-carrying steps a state may accumulate before a tracked module calls it a leak.
 DEFAULT_MAX_GRAPH_STEPS = 2048
 
-_RESET_FIX = "call `state = state.reset(done)` right after `clock.advance(done)`"
+_RESET_FIX = ("call `state = state.reset(done)` right after `clock.advance(done)` (a loop that restarts"
+              " rows through unroll's episode_starts passes the done flags as this call's starts too)")
 # A call that takes the episode starts (unroll, a policy's act) resets rows itself: its fix is them.
 _STARTS_FIX = ("pass the rows whose episode ended at the previous step as the call's episode starts:"
                " `episode_starts[0] = done` (tether.sequence.unroll; a policy's act takes it as"
