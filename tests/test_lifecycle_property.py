@@ -133,3 +133,21 @@ def test_bootstrap_reads_anywhere_in_a_full_window_never_trip(
             clock.end_window()
             state = state.detach()
         tracked(x(3), state)
+
+
+@pytest.mark.parametrize("position", range(6))
+def test_a_bootstrap_read_at_each_position_of_a_full_window_is_silent(position: int) -> None:
+    """Every position of a window exactly max_graph_steps = 6 long, the last included."""
+    tracked = track(nn.LSTM(4, 6), max_graph_steps=6)
+    clock = EpisodeClock(2)
+    state = tracked.initial_state(2, clock)
+    with mode("strict"):
+        for t in range(6):
+            _, state = tracked(torch.randn(1, 2, 4), state)
+            truncated = np.array([t == position, False])
+            clock.advance(truncated)
+            if truncated.any():
+                tracked(torch.randn(1, 1, 4), state[np.array([0])], bootstrap=True)
+            state = state.reset(truncated)
+        clock.end_window()
+        tracked(torch.randn(1, 2, 4), state.detach())
