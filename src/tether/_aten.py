@@ -160,6 +160,20 @@ def hide_child_in_state_dict(module: nn.Module, child: str) -> None:
         functools.partial(_load_as_child, child + "."))
 
 
+def owns_tensor(module: nn.Module, name: str) -> bool:
+    """Whether ``name`` is one of ``module``'s own parameters or buffers (not a child's)."""
+    return name in module._parameters or name in module._buffers
+
+
+def set_own_tensor(module: nn.Module, name: str, value: Any) -> None:
+    """Assign ``module``'s own parameter or buffer ``name``, as torch.func's functional_call does:
+    a plain tensor may stand in for a parameter (``setattr`` would refuse it)."""
+    if name in module._parameters and value is not None and not isinstance(value, nn.Parameter):
+        module._parameters[name] = value
+    else:
+        setattr(module, name, value)
+
+
 # oneDNN's float32 matmul (faster than torch.mm / MKL on some CPUs), used by the fast GRU.
 def onednn_linear_available() -> bool:
     """Whether this torch build exposes oneDNN's linear op and its weight reorder."""

@@ -133,22 +133,14 @@ class TrackedRNN(nn.Module):
         # (named_parameters, state_dict): assigning one here assigns it there, as torch.func's
         # functional_call does with those names.
         inner = self.__dict__.get("_modules", {}).get("module")
-        if inner is not None and name not in self.__dict__:
-            if name in inner._parameters:
-                if value is None or isinstance(value, nn.Parameter):
-                    setattr(inner, name, value)
-                else:
-                    inner._parameters[name] = value  # a plain tensor swapped in (functional_call)
-                return
-            if name in inner._buffers:
-                setattr(inner, name, value)
-                return
+        if inner is not None and name not in self.__dict__ and _aten.owns_tensor(inner, name):
+            _aten.set_own_tensor(inner, name, value)
+            return
         super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
         inner = self.__dict__.get("_modules", {}).get("module")
-        if (inner is not None and name not in self.__dict__
-                and (name in inner._parameters or name in inner._buffers)):
+        if inner is not None and name not in self.__dict__ and _aten.owns_tensor(inner, name):
             delattr(inner, name)
             return
         super().__delattr__(name)
