@@ -5,6 +5,7 @@ Run: ``python examples/misuse_gallery.py``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -36,6 +37,24 @@ def missed_reset() -> None:
     _, state = lstm(x, state)
     clock.advance(done)
     lstm(x, state)  # forgot: state = state.reset(done)
+
+
+def missed_start_in_unroll() -> None:
+    """A loop that steps through unroll with its episode starts, and leaves them at zero."""
+    lstm, clock, state, x = fresh()
+    done = np.zeros(B, dtype=bool)
+    done[[1, 4]] = True
+    _, state = unroll(lstm, x, np.zeros((1, B), dtype=bool), state)
+    clock.advance(done)
+    unroll(lstm, x, np.zeros((1, B), dtype=bool), state)  # forgot: episode_starts[0] = done
+
+
+def copied_state() -> None:
+    """A state deep-copied alone (its clock copied with it) and stepped on."""
+    lstm, clock, state, x = fresh()
+    _, copied = lstm(x, copy.deepcopy(state))
+    clock.advance(np.zeros(B, dtype=bool))
+    lstm(x, copied)  # forgot: copied = copied.bind(clock)
 
 
 def reused_state() -> None:
@@ -109,6 +128,14 @@ def replay_without_starts() -> None:
     unroll(lstm, obs, np.zeros_like(starts), snapshot)
 
 
+def replay_shifted_early() -> None:
+    """The rollout replayed with each done flag stored at the step that ended the episode."""
+    lstm, _, snapshot, obs, starts = _rollout()
+    early = np.zeros_like(starts)
+    early[:-1] = starts[1:]
+    unroll(lstm, obs, early, snapshot)
+
+
 def replay_from_after() -> None:
     """The rollout replayed from the state after it instead of the snapshot before it."""
     lstm, clock, _, obs, starts = _rollout()
@@ -123,6 +150,8 @@ def unpack_like_a_tuple() -> None:
 
 GALLERY: dict[str, Callable[[], None]] = {
     "missed reset at an episode boundary": missed_reset,
+    "missed episode start in an unroll loop": missed_start_in_unroll,
+    "copied state checked against its frozen clock": copied_state,
     "old state fed again": reused_state,
     "clock not advanced": forgot_advance,
     "graph kept across end_window()": graph_across_window,
@@ -131,6 +160,7 @@ GALLERY: dict[str, Callable[[], None]] = {
     "state shaped for another module": shape_mismatch,
     "malformed done mask": bad_done_mask,
     "replay with all-zero episode starts": replay_without_starts,
+    "replay with episode starts one step early": replay_shifted_early,
     "replay from a snapshot taken after the rollout": replay_from_after,
     "state unpacked like an (h, c) tuple": unpack_like_a_tuple,
 }

@@ -98,3 +98,56 @@ def test_one_mistake_trips_exactly_its_check(steps: list[dict], core: str, mista
         _run(steps, core, mistake, at)
     assert type(info.value) is kind
     assert info.value.kind == name, str(info.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    limit=st.integers(1, 12),
+    core=st.sampled_from(["lstm", "gru-cell"]),
+    reads=st.lists(st.booleans(), min_size=12, max_size=12),
+    grad=st.booleans(),
+)
+def test_bootstrap_reads_anywhere_in_a_full_window_never_trip(
+    limit: int, core: str, reads: list[bool], grad: bool
+) -> None:
+    """Windows exactly max_graph_steps long with a truncation bootstrap read at any of their
+    steps (the last included) are silent: a read's result is discarded, never counted."""
+    module = nn.LSTM(4, 6) if core == "lstm" else nn.GRUCell(4, 6)
+    tracked = track(module, max_graph_steps=limit)
+    clock = EpisodeClock(3)
+    state = tracked.initial_state(3, clock)
+
+    def x(rows: int) -> torch.Tensor:
+        return torch.randn(1, rows, 4) if core == "lstm" else torch.randn(rows, 4)
+
+    with mode("strict"), torch.set_grad_enabled(True):
+        for _window in range(2):
+            for t in range(limit):
+                _, state = tracked(x(3), state)
+                truncated = np.array([reads[t], False, False])
+                clock.advance(truncated)
+                if truncated.any():
+                    with torch.set_grad_enabled(grad):
+                        tracked(x(1), state[np.array([0])], bootstrap=True)
+                state = state.reset(truncated)
+            clock.end_window()
+            state = state.detach()
+        tracked(x(3), state)
+
+
+@pytest.mark.parametrize("position", range(6))
+def test_a_bootstrap_read_at_each_position_of_a_full_window_is_silent(position: int) -> None:
+    """Every position of a window exactly max_graph_steps = 6 long, the last included."""
+    tracked = track(nn.LSTM(4, 6), max_graph_steps=6)
+    clock = EpisodeClock(2)
+    state = tracked.initial_state(2, clock)
+    with mode("strict"):
+        for t in range(6):
+            _, state = tracked(torch.randn(1, 2, 4), state)
+            truncated = np.array([t == position, False])
+            clock.advance(truncated)
+            if truncated.any():
+                tracked(torch.randn(1, 1, 4), state[np.array([0])], bootstrap=True)
+            state = state.reset(truncated)
+        clock.end_window()
+        tracked(torch.randn(1, 2, 4), state.detach())

@@ -43,7 +43,7 @@ PACKAGES = {
     "tether.sequence": {"Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference"},
     "tether.state": {"RecurrentState"},
     "tether.testing": {"assert_memory_flat", "assert_no_graph_leak", "graph_size", "rss_bytes"},
-    "tether.tracking": {"DEFAULT_MAX_GRAPH_STEPS", "StateSpec", "TrackedRNN", "track"},
+    "tether.tracking": {"DEFAULT_MAX_GRAPH_STEPS", "GRAPH_BYTES_PER_STATE_BYTE", "StateSpec", "TrackedRNN", "track"},
 }
 
 

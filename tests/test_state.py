@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import warnings
+from pathlib import Path
 
 import attrs
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.testing import assert_close
 
-from tether import EpisodeClock, GraphLeakError, LifecycleWarning, RecurrentState, StateMismatchError, mode
+from tether import (
+    EpisodeClock,
+    GraphLeakError,
+    LifecycleWarning,
+    RecurrentState,
+    StaleStateError,
+    StateMismatchError,
+    mode,
+    track,
+)
 
 
 def _filled(clock: EpisodeClock | None = None, *, cell: bool = True, grad: bool = False) -> RecurrentState:
-    state = RecurrentState.zeros(2, 4, 3, cell=cell, clock=clock)
+    state = RecurrentState.zeros(2, 4, 3, has_c=cell, clock=clock)
     tensors = tuple(torch.randn_like(t, requires_grad=grad) * 1.0 for t in state.tensors)
     return RecurrentState.from_tensors(tensors, clock=clock)
 
@@ -34,8 +46,8 @@ def test_zeros_is_stamped_with_the_clock() -> None:
 
 def test_gru_state_has_no_c() -> None:
     """A GRU state holds h only; asking for c says so."""
-    state = RecurrentState.zeros(1, 2, 3, cell=False)
-    assert not state.is_lstm
+    state = RecurrentState.zeros(1, 2, 3, has_c=False)
+    assert not state.has_c
     with pytest.raises(AttributeError, match="GRU/RNN state"):
         _ = state.c
 
@@ -294,12 +306,6 @@ def test_stack_snapshots_picks_each_sequence_start() -> None:
                                        torch.tensor([0]), torch.tensor([0]))
 
 
-def test_the_old_cell_keyword_still_builds_the_same_state() -> None:
-    """zeros(cell=...) is the former spelling of has_c=..."""
-    assert RecurrentState.zeros(1, 2, 3, cell=False).is_lstm is False
-    assert RecurrentState.zeros(1, 2, 3, has_c=True).is_lstm is True
-
-
 # ------------------------------------------------------------------------------------------------
 # never a tuple by accident
 @pytest.mark.parametrize("batch", [1, 2, 3])
@@ -357,3 +363,84 @@ def test_tensor_like_conveniences() -> None:
     assert_close(copy.c, state.c)
     assert copy.has_graph  # clone keeps the graph, as Tensor.clone does; snapshot() detaches
     assert (copy.tick, copy.episode_ids.tolist()) == (state.tick, state.episode_ids.tolist())
+
+
+# ------------------------------------------------------------------------------------------------
+# copies, binding, serialisation
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_checked_against_its_frozen_clock_says_it_is_a_copy(how: str) -> None:
+    """A state copied alone carries a copy of its clock that does not move: the check says so and
+    names state.bind(clock), not "the clock was not advanced"."""
+    core = track(nn.LSTM(3, 4))
+    clock = EpisodeClock(2)
+    state = core.initial_state(2, clock)
+    copied = copy.deepcopy(state) if how == "deepcopy" else pickle.loads(pickle.dumps(state))
+    with mode("strict"):
+        _, copied = core(torch.randn(1, 2, 3), copied)
+        clock.advance(np.zeros(2, dtype=bool))
+        with pytest.raises(StaleStateError, match=r"(?s)a copy .*state\.bind\(clock\)") as info:
+            core(torch.randn(1, 2, 3), copied)
+        assert info.value.kind == "copied-state"
+        assert "was not advanced" not in str(info.value)
+        core(torch.randn(1, 2, 3), copied.bind(clock))  # bound to the live clock, it runs
+
+
+def test_a_state_copied_with_its_clock_keeps_working() -> None:
+    """Copying the clock and the state together gives a pair that runs on, checked."""
+    core = track(nn.GRU(3, 4))
+    clock = EpisodeClock(2)
+    state = core.initial_state(2, clock)
+    clock2, state2 = copy.deepcopy((clock, state))
+    with mode("strict"):
+        for _ in range(3):
+            _, state2 = core(torch.randn(1, 2, 3), state2)
+            clock2.advance(np.array([True, False]))
+            state2 = state2.reset(np.array([True, False]))
+        _, state2 = core(torch.randn(1, 2, 3), state2)
+        with pytest.raises(StaleStateError, match="the clock was not advanced"):
+            core(torch.randn(1, 2, 3), state2)
+
+
+def test_bind_checks_rows_tick_and_ids() -> None:
+    """bind() refuses a clock the state cannot belong to, in one line each."""
+    clock = EpisodeClock(3)
+    state = RecurrentState.zeros(1, 3, 2, clock=clock)
+    with pytest.raises(StateMismatchError, match="expected a clock of 3 rows"):
+        state.bind(EpisodeClock(2))
+    ahead = EpisodeClock(3)
+    ahead.advance(np.zeros(3, dtype=bool))
+    with pytest.raises(StaleStateError, match="state is for tick 0, the clock is at tick 1"):
+        state.bind(ahead)
+    assert state.snapshot().bind(ahead).clock is ahead  # a snapshot may be older than the clock
+    later = EpisodeClock(3)
+    later.advance(np.ones(3, dtype=bool))
+    newer = RecurrentState.zeros(1, 3, 2, clock=later)
+    with pytest.raises(StateMismatchError, match=r"episode ids .* the clock has not given"):
+        newer.bind(clock)
+    with pytest.raises(TypeError, match="expected an EpisodeClock"):
+        state.bind(None)  # type: ignore[arg-type]
+    assert RecurrentState.zeros(1, 2, 2).bind(EpisodeClock(2)).tick == 0  # an unchecked state joins
+
+
+def test_state_dict_loads_with_weights_only(tmp_path: Path) -> None:
+    """state_dict holds tensors and plain Python only: it round-trips under weights_only=True."""
+    clock = EpisodeClock(4)
+    state = _filled(clock, cell=True, grad=False)[[1, 3]].snapshot()
+    path = tmp_path / "state.pt"
+    torch.save(state.state_dict(), path)
+    data = torch.load(path, weights_only=True)
+    assert not any(isinstance(v, np.ndarray) for v in data.values())
+    rebuilt = RecurrentState.from_state_dict(data, clock=clock)
+    assert rebuilt.episode_ids.tolist() == state.episode_ids.tolist()
+    assert rebuilt.rows().tolist() == [1, 3]
+    assert (rebuilt.tick, rebuilt.is_snapshot) == (state.tick, True)
+    for a, b in zip(rebuilt.tensors, state.tensors, strict=True):
+        assert_close(a, b)
+
+
+def test_has_c_names_the_kind() -> None:
+    """has_c is the one name for "an (h, c) pair": on zeros() and on the state."""
+    assert RecurrentState.zeros(1, 2, 3, has_c=False).has_c is False
+    assert RecurrentState.zeros(1, 2, 3).has_c is True
+    with pytest.raises(TypeError):
+        RecurrentState.zeros(1, 2, 3, cell=False)  # type: ignore[call-arg]

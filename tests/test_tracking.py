@@ -115,7 +115,7 @@ def test_custom_module_through_spec() -> None:
             y, h = self.gru(x, h)
             return 2 * y, h
 
-    tracked = track(Twice(), spec=StateSpec(num_layers=1, hidden_size=7, cell=False))
+    tracked = track(Twice(), spec=StateSpec(num_layers=1, hidden_size=7, has_c=False))
     clock = EpisodeClock(2)
     with mode("strict"):
         y, state = tracked(torch.randn(1, 2, 5), tracked.initial_state(2, clock))
@@ -193,7 +193,8 @@ def test_graph_across_window_boundary(setup: tuple) -> None:
     with mode("strict"), pytest.raises(GraphLeakError, match="from training window 0, but the clock is in window 1") as info:
         tracked(x, state)
     assert info.value.kind == "graph-window"
-    assert "fix: call `state = state.detach()` right after `clock.end_window()`" in str(info.value)
+    assert "call `state = state.detach()` right after `clock.end_window()`" in info.value.fix
+    assert "collect under `torch.no_grad()`" in info.value.fix
     with mode("strict"):
         tracked(x, state.detach())
         with torch.no_grad():  # a state without a graph may cross windows
@@ -231,7 +232,7 @@ def test_shape_mismatches(setup: tuple) -> None:
     with mode("strict"):
         with pytest.raises(StateMismatchError, match=r"expected a \(h, c\) state shaped \[layers=1, batch=4, hidden=7\]"):
             tracked(torch.randn(1, 4, 5), state)
-        gru_state = RecurrentState.zeros(1, 10, 7, cell=False, clock=clock)
+        gru_state = RecurrentState.zeros(1, 10, 7, has_c=False, clock=clock)
         with pytest.raises(StateMismatchError, match=r"got 1 tensor\(s\)"):
             tracked(torch.randn(1, 10, 5), gru_state)
         wide = RecurrentState.zeros(2, 10, 8, clock=clock)
@@ -452,3 +453,93 @@ def test_an_inference_step_output_does_not_alias_the_new_state(name: str) -> Non
         y.mul_(0.0).add_(3.0)
     for now, before in zip(state.tensors, kept, strict=True):
         torch.testing.assert_close(now, before)
+
+
+# ------------------------------------------------------------------------------------------------
+# bootstrap reads and the graph limit; warn mode's leak reports; compile; parameter names
+@pytest.mark.parametrize("limit", [8, 2048])
+def test_a_bootstrap_read_at_the_last_step_of_a_full_window_is_silent(limit: int) -> None:
+    """The truncation bootstrap read's result is discarded: it never counts toward the graph limit."""
+    core = track(nn.LSTM(3, 8), max_graph_steps=limit)
+    clock = EpisodeClock(2)
+    s = core.initial_state(2, clock)
+    with mode("strict"):
+        for t in range(limit):
+            _, s = core(torch.randn(1, 2, 3), s)
+            truncated = np.array([t == limit - 1, False])
+            clock.advance(truncated)
+            if truncated.any():
+                core(torch.randn(1, 1, 3), s[np.array([0])], bootstrap=True)
+            s = s.reset(truncated)
+        clock.end_window()
+        core(torch.randn(1, 2, 3), s.detach())
+
+
+def test_warn_mode_reports_a_growing_graph_at_each_doubling() -> None:
+    """A never-detached state in warn mode warns at the limit and again at each doubling of its age,
+    with the age and an estimate of the memory it holds; strict mode raises at the limit."""
+    core = track(nn.GRU(3, 4), max_graph_steps=4)
+    clock = EpisodeClock(2)
+    state = core.initial_state(2, clock)
+    with mode("warn"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(40):
+            _, state = core(torch.randn(1, 2, 3), state)
+            clock.advance(np.zeros(2, dtype=bool))
+    texts = [str(w.message) for w in caught]
+    assert [int(t.split("through ")[1].split(" steps")[0]) for t in texts] == [4, 8, 16, 32]
+    assert all("holds at least" in t and "KiB" in t for t in texts)
+    with mode("strict"), pytest.raises(GraphLeakError, match="limit of 4"):
+        core(torch.randn(1, 2, 3), state)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_compile_runs_with_the_checks() -> None:
+    """torch.compile of a tracked module runs correct steps and still catches a missed reset."""
+    core = track(nn.LSTM(3, 8))
+    compiled = torch.compile(core)
+    clock = EpisodeClock(2)
+    state = core.initial_state(2, clock)
+    eager = core.initial_state(2, clock)
+    with mode("strict"):
+        for t in range(3):
+            x = torch.randn(1, 2, 3)
+            y, state = compiled(x, state)
+            y_eager, eager = core(x, eager)
+            torch.testing.assert_close(y, y_eager)
+            done = np.array([False, t == 1])
+            clock.advance(done)
+            state, eager = state.reset(done), eager.reset(done)
+        _, state = compiled(torch.randn(1, 2, 3), state)
+        clock.advance(np.array([True, False]))
+        with pytest.raises(StaleStateError, match=r"rows \[0\] of the state still hold episodes"):
+            compiled(torch.randn(1, 2, 3), state)
+
+
+def test_parameter_names_are_the_plain_modules() -> None:
+    """named_parameters / named_buffers of a tracked module (and of a model holding one) use the
+    plain module's names, the same as its state_dict keys."""
+    tracked = track(nn.LSTM(3, 4, num_layers=2))
+    assert [n for n, _ in tracked.named_parameters()] == [n for n, _ in nn.LSTM(3, 4, num_layers=2).named_parameters()]
+    net = _Net(tracked=True)
+    names = [n for n, _ in net.named_parameters()]
+    assert "lstm.weight_ih_l0" in names
+    assert set(names) == set(net.state_dict())
+    assert names == [n for n, _ in _Net(tracked=False).named_parameters()]
+    assert len(list(net.parameters())) == len(names)
+    assert any(isinstance(m, nn.LSTM) for m in net.modules())
+    assert net.get_parameter("lstm.weight_ih_l0") is net.lstm.module.weight_ih_l0
+    decay = [p for n, p in net.named_parameters() if "weight" in n]
+    before = net.lstm.module.weight_ih_l0.detach().clone()
+    optimizer = torch.optim.SGD([{"params": decay, "lr": 0.1, "weight_decay": 0.1}])
+    clock = EpisodeClock(2)
+    y, _ = net.lstm(torch.randn(1, 2, 3), net.lstm.initial_state(2, clock))
+    net.head(y).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, net.lstm.module.weight_ih_l0)
+    net.double()
+    assert all(p.dtype == torch.float64 for _, p in net.named_parameters())
+    bn = track(nn.GRU(3, 4))
+    bn.module.register_buffer("scale", torch.ones(2))
+    assert [n for n, _ in bn.named_buffers()] == ["scale"]
+    assert "scale" in bn.state_dict()

@@ -50,29 +50,29 @@ def flat_weights(module: nn.RNNBase) -> list[torch.Tensor]:
 
 
 def run_sequence_module(
-    module: nn.Module, x: torch.Tensor, tensors: tuple[torch.Tensor, ...], *, paired: bool, fuse: bool
+    module: nn.Module, x: torch.Tensor, tensors: tuple[torch.Tensor, ...], *, has_c: bool, fuse: bool
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """One call of a sequence module ``(x, hx) -> (y, hx')``; straight to the ATen op when allowed.
 
     Args:
         module: ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` or a custom module with that protocol.
         x: the input as the module takes it.
-        tensors: ``(h, c)`` when ``paired`` (an LSTM-like module), else ``(h,)``.
-        paired: whether the module takes and returns an ``(h, c)`` pair.
+        tensors: ``(h, c)`` when ``has_c`` (an LSTM-like module), else ``(h,)``.
+        has_c: whether the module takes and returns an ``(h, c)`` pair.
         fuse: whether the caller has checked the shapes, so the op may be called directly; the op
             is used only for exactly ``nn.LSTM`` / ``nn.GRU`` without hooks, outside compilation.
 
     Returns:
         ``(y, new_tensors)``.
     """
-    hx: Any = tensors if paired else tensors[0]
+    hx: Any = tensors if has_c else tensors[0]
     op = _FUSED.get(type(module)) if fuse else None
     if op is None or has_hooks(module) or torch.compiler.is_compiling():
         y, out = module(x, hx)
-        return y, (tuple(out) if paired else (out,))
+        return y, (tuple(out) if has_c else (out,))
     m: Any = module
-    if x.shape[0] == 1 and _cell_step_wins(m, x, paired):
-        return _cell_step(m, x[0], tensors, paired)
+    if x.shape[0] == 1 and _cell_step_wins(m, x, has_c):
+        return _cell_step(m, x[0], tensors, has_c)
     y, *out = op(x, hx, flat_weights(m), m.bias, m.num_layers, m.dropout, m.training, m.bidirectional,
                  m.batch_first)
     return y, tuple(out)
@@ -86,15 +86,15 @@ def run_sequence_module(
 LSTM_CELL_MAX_ROWS_X_HIDDEN = 2048
 
 
-def _cell_step_wins(m: Any, x: torch.Tensor, paired: bool) -> bool:
+def _cell_step_wins(m: Any, x: torch.Tensor, has_c: bool) -> bool:
     """Whether one step of ``m`` on ``x [1, B, in]`` should run as cell ops (see above)."""
     return (not torch.is_grad_enabled() and x.device.type == "cpu" and not m.batch_first
-            and not m.bidirectional and not (paired and m.proj_size) and not (m.training and m.dropout)
-            and (not paired or x.shape[1] * m.hidden_size <= LSTM_CELL_MAX_ROWS_X_HIDDEN))
+            and not m.bidirectional and not (has_c and m.proj_size) and not (m.training and m.dropout)
+            and (not has_c or x.shape[1] * m.hidden_size <= LSTM_CELL_MAX_ROWS_X_HIDDEN))
 
 
 def _cell_step(
-    m: Any, x: torch.Tensor, tensors: tuple[torch.Tensor, ...], paired: bool
+    m: Any, x: torch.Tensor, tensors: tuple[torch.Tensor, ...], has_c: bool
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """One step of a unidirectional ``nn.LSTM`` / ``nn.GRU`` as cell ops, layer by layer.
 
@@ -106,7 +106,7 @@ def _cell_step(
     news: list[tuple[torch.Tensor, ...]] = []
     for layer in range(m.num_layers):
         w = weights[layer * per_layer:(layer + 1) * per_layer]
-        if paired:
+        if has_c:
             h, c = torch.lstm_cell(x, (tensors[0][layer], tensors[1][layer]), *w)
             news.append((h, c))
         else:
@@ -158,6 +158,20 @@ def hide_child_in_state_dict(module: nn.Module, child: str) -> None:
     module._register_state_dict_hook(functools.partial(_save_as_child, child + "."))  # type: ignore[no-untyped-call]
     module._register_load_state_dict_pre_hook(  # type: ignore[no-untyped-call]
         functools.partial(_load_as_child, child + "."))
+
+
+def owns_tensor(module: nn.Module, name: str) -> bool:
+    """Whether ``name`` is one of ``module``'s own parameters or buffers (not a child's)."""
+    return name in module._parameters or name in module._buffers
+
+
+def set_own_tensor(module: nn.Module, name: str, value: Any) -> None:
+    """Assign ``module``'s own parameter or buffer ``name``, as torch.func's functional_call does:
+    a plain tensor may stand in for a parameter (``setattr`` would refuse it)."""
+    if name in module._parameters and value is not None and not isinstance(value, nn.Parameter):
+        module._parameters[name] = value
+    else:
+        setattr(module, name, value)
 
 
 # oneDNN's float32 matmul (faster than torch.mm / MKL on some CPUs), used by the fast GRU.

@@ -44,16 +44,29 @@ def validate_tensors(tensors: tuple[torch.Tensor, ...]) -> None:
 def to_plain(tensors: tuple[torch.Tensor, ...], episode_ids: np.ndarray | None, env_rows: np.ndarray | None,
              tick: int | None, window: int, is_snapshot: bool, row_ticks: np.ndarray | None = None,
              ) -> dict[str, Any]:
-    """A state's tensors (detached copies) and bookkeeping as plain values."""
+    """A state's tensors (detached copies) and bookkeeping as tensors and plain Python values."""
     return {
-        "row_ticks": None if row_ticks is None else row_ticks.copy(),
+        "row_ticks": _tensor(row_ticks),
         "tensors": [t.detach().clone() for t in tensors],
-        "episode_ids": None if episode_ids is None else episode_ids.copy(),
-        "env_rows": None if env_rows is None else env_rows.copy(),
+        "episode_ids": _tensor(episode_ids),
+        "env_rows": _tensor(env_rows),
         "tick": tick,
         "window": window,
         "is_snapshot": is_snapshot,
     }
+
+
+def _tensor(array: np.ndarray | None) -> torch.Tensor | None:
+    return None if array is None else torch.from_numpy(np.array(array, dtype=np.int64))
+
+
+def _array(value: Any) -> np.ndarray | None:
+    """A saved int64 ``[B]`` (a tensor, or a numpy array from an older save) as a read-only array."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return readonly(np.array(value, dtype=np.int64))
 
 
 def restored_fields(data: dict[str, Any], clock: EpisodeClock | None,
@@ -72,11 +85,9 @@ def restored_fields(data: dict[str, Any], clock: EpisodeClock | None,
     ids, rows = data["episode_ids"], data["env_rows"]
     return {
         "tensors": tensors, "clock": clock if ids is not None else None,
-        "episode_ids": None if ids is None else readonly(np.asarray(ids, dtype=np.int64).copy()),
-        "env_rows": None if rows is None else readonly(np.asarray(rows, dtype=np.int64).copy()),
-        "tick": data["tick"], "window": int(data["window"]), "is_snapshot": bool(data["is_snapshot"]),
-        "row_ticks": None if data.get("row_ticks") is None
-        else readonly(np.asarray(data["row_ticks"], dtype=np.int64).copy()),
+        "episode_ids": _array(ids), "env_rows": _array(rows),
+        "tick": None if data["tick"] is None else int(data["tick"]), "window": int(data["window"]),
+        "is_snapshot": bool(data["is_snapshot"]), "row_ticks": _array(data.get("row_ticks")),
     }
 
 
@@ -117,8 +128,8 @@ class StateViews:
         return self.tensors[1]
 
     @property
-    def is_lstm(self) -> bool:
-        """True for an ``(h, c)`` pair."""
+    def has_c(self) -> bool:
+        """True for an ``(h, c)`` pair (an LSTM's), False for ``h`` alone (a GRU's or an RNN's)."""
         return len(self.tensors) == 2
 
     @property

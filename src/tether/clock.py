@@ -80,8 +80,8 @@ class EpisodeClock:
         (1, [0, 2])
     """
 
-    __slots__ = ("_hist_ids", "_hist_rows", "_hist_ticks", "_ids", "_known_from", "_next_id", "_num_envs",
-                 "_renewals", "_retired", "_retired_tick", "_tick", "_window", "_window_starts")
+    __slots__ = ("_copied_at", "_hist_ids", "_hist_rows", "_hist_ticks", "_ids", "_known_from", "_next_id",
+                 "_num_envs", "_renewals", "_retired", "_retired_tick", "_tick", "_window", "_window_starts")
 
     def __init__(self, num_envs: int) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
@@ -97,6 +97,7 @@ class EpisodeClock:
         self._renewals = 0
         self._retired = np.full(self._num_envs, -1, dtype=np.int64)
         self._retired_tick = -1
+        self._copied_at = -1  # the tick at which a copy / unpickle made this clock (-1: not a copy)
         self._reset_history()
 
     def _reset_history(self) -> None:
@@ -135,6 +136,15 @@ class EpisodeClock:
         if self._retired_tick != self._tick:
             return np.full(self._num_envs, -1, dtype=np.int64)
         return self._retired.copy()
+
+    @property
+    def is_copy(self) -> bool:
+        """Whether this clock was made by ``copy.deepcopy`` or unpickling and has not advanced since.
+
+        A state copied alone carries such a clock: it stays where it was while the loop advances
+        the live one (:meth:`RecurrentState.bind <tether.RecurrentState.bind>` rejoins them).
+        """
+        return self._copied_at == self._tick
 
     @property
     def renewals(self) -> int:
@@ -257,6 +267,7 @@ class EpisodeClock:
                 f" got one of {state['num_envs']}"
             )
         self._restore(state)
+        self._copied_at = -1
         self._renewals += 1  # states from before the load are rechecked against the loaded ids
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -279,6 +290,7 @@ class EpisodeClock:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._num_envs = int(state["num_envs"])
         self._restore(state)
+        self._copied_at = self._tick
 
     def __repr__(self) -> str:
         return f"EpisodeClock(num_envs={self._num_envs}, tick={self._tick}, window={self._window})"

@@ -130,8 +130,8 @@ class LifecycleError(TetherError):
 
     Attributes:
         kind: a short machine-readable name of the misuse (``"stale-episode"``, ``"stale-tick"``,
-            ``"graph-window"``, ``"graph-limit"``, ``"graph-stored"``, ``"spent-state"``,
-            ``"mismatch"``).
+            ``"copied-state"``, ``"graph-window"``, ``"graph-limit"``, ``"graph-stored"``,
+            ``"spent-state"``, ``"replay-starts"``, ``"replay-after-rollout"``, ``"mismatch"``).
         fix: the one-line fix, also the last line of the message.
     """
 
@@ -150,8 +150,9 @@ class StaleStateError(LifecycleError, RuntimeError):
     """A state (or some of its rows) belongs to an episode or a tick that is no longer current.
 
     Raised when a row is used after its env's episode ended without ``reset``, when a state from
-    tick ``t`` is fed at tick ``t' != t`` (reused, forked or stored as the wrong step), or when a
-    state that came out of a bootstrap read is stepped again.
+    tick ``t`` is fed at tick ``t' != t`` (reused, forked or stored as the wrong step), when a
+    state that came out of a bootstrap read is stepped again, or when a copied state is checked
+    against the frozen copy of its clock (``"copied-state"``: ``state.bind(clock)``).
 
     Attributes:
         rows: env rows at fault (for an episode error), else ``None``.
@@ -168,6 +169,8 @@ class GraphLeakError(LifecycleError, RuntimeError):
     Attributes:
         state_window / clock_window: the training window of the state's graph and the clock's.
         graph_steps / limit: steps of graph carried and the configured limit.
+        bytes_held: for ``"graph-limit"``, a floor on the memory the graph holds (see
+            :data:`tether.tracking.GRAPH_BYTES_PER_STATE_BYTE`).
     """
 
     kind = "graph"
@@ -183,6 +186,9 @@ class ReplayAlignmentError(LifecycleError, RuntimeError):
 
     Attributes:
         rows: env rows at fault. ticks: the ticks at fault (for ``"replay-starts"``).
+        pairs: ``(row, tick)`` of each missed start (for ``"replay-starts"``).
+        mistake: which it looks like (for ``"replay-starts"``): ``"all-zero"``, ``"shifted+1"``
+            (one step late), ``"shifted-1"`` (one step early) or ``"missing"``.
         snapshot_ticks / clock_tick: the snapshot's tick per row and the clock's now.
     """
 

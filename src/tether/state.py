@@ -8,25 +8,24 @@ operation returns a new state; tensors are never edited in place.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
-from tether._state_data import StateViews, restored_fields, to_plain
-from tether._state_data import readonly as _readonly
-from tether._state_data import validate_tensors as _validate_tensors
+from tether._state_data import readonly, restored_fields, to_plain, validate_tensors
+from tether._state_rows import StateRows
 from tether.clock import EpisodeClock, any_row, as_row_mask
-from tether.errors import GraphLeakError, StateMismatchError
+from tether.errors import GraphLeakError, StaleStateError, StateMismatchError, format_rows
 from tether.modes import get_mode, report
 
 __all__ = ["RecurrentState"]
 
 
 @attrs.frozen(slots=True, eq=False, repr=False, kw_only=True)
-class RecurrentState(StateViews):
+class RecurrentState(StateRows):
     """The hidden state of a recurrent core, with the bookkeeping that makes misuse detectable.
 
     Build one with :meth:`zeros`, :meth:`from_tensors` or a tracked module's ``initial_state``;
@@ -36,7 +35,8 @@ class RecurrentState(StateViews):
     A state is frozen: every transition is a method here that returns a new state, and the rules
     of the bookkeeping live in these methods alone (:meth:`advanced` for a step or an unroll,
     :meth:`split_layers` / :meth:`stack_layers` for an actor and a critic core, :meth:`cat` for
-    rows, :meth:`stack_snapshots` for a replay minibatch).
+    rows, :meth:`stack_snapshots` for a replay minibatch, :meth:`bind` for a copy; the row and
+    layer transitions are inherited from :class:`~tether._state_rows.StateRows`).
 
     Attributes:
         tensors: ``(h,)`` or ``(h, c)``, each ``[L, B, H]``.
@@ -78,7 +78,6 @@ class RecurrentState(StateViews):
         env_rows: Sequence[int] | np.ndarray | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        cell: bool | None = None,
     ) -> RecurrentState:
         """A zero state ``[num_layers, batch_size, hidden_size]``, stamped with the clock's now.
 
@@ -90,7 +89,6 @@ class RecurrentState(StateViews):
             clock: the clock to check against; ``None`` makes an unchecked state.
             env_rows: which clock rows the state covers, when it is not all of them.
             device / dtype: of the tensors (torch defaults when ``None``).
-            cell: the former name of ``has_c``, still accepted.
 
         Raises:
             StateMismatchError: when ``batch_size`` does not match the clock / ``env_rows``.
@@ -99,8 +97,6 @@ class RecurrentState(StateViews):
         >>> s.h.shape, s.tick, s.episode_ids.tolist()
         (torch.Size([1, 4, 8]), 0, [0, 1, 2, 3])
         """
-        if cell is not None:
-            has_c = cell
         tensors = tuple(
             torch.zeros(num_layers, batch_size, hidden_size, device=device, dtype=dtype)
             for _ in range(2 if has_c else 1)
@@ -121,7 +117,7 @@ class RecurrentState(StateViews):
             StateMismatchError: for malformed tensors or a batch that does not fit the clock.
         """
         tensors = (tensors,) if isinstance(tensors, torch.Tensor) else tuple(tensors)
-        _validate_tensors(tensors)
+        validate_tensors(tensors)
         batch = tensors[0].shape[1]
         if clock is None:
             return cls(tensors=tensors)
@@ -134,9 +130,9 @@ class RecurrentState(StateViews):
                 fix="build the state with batch_size=clock.num_envs, or pass env_rows",
                 expected=str(expected), got=str(batch),
             )
-        ids = clock.episode_ids if rows is None else _readonly(clock.episode_ids[rows])
+        ids = clock.episode_ids if rows is None else readonly(clock.episode_ids[rows])
         return cls(tensors=tensors, clock=clock, episode_ids=ids,
-                   env_rows=None if rows is None else _readonly(rows), tick=clock.tick,
+                   env_rows=None if rows is None else readonly(rows), tick=clock.tick,
                    window=clock.window, verified=clock.renewals)
 
     # ----------------------------------------------------------------------------------------
@@ -186,7 +182,7 @@ class RecurrentState(StateViews):
             is_snapshot=self.is_snapshot,
             spent=bootstrap,
             verified=clock.renewals if ids_verified and clock is not None else self.verified,
-            row_ticks=None if self.row_ticks is None else _readonly(self.row_ticks + steps),
+            row_ticks=None if self.row_ticks is None else readonly(self.row_ticks + steps),
         )
 
     def _graph_window(self, *, carries_on: bool) -> int:
@@ -220,53 +216,6 @@ class RecurrentState(StateViews):
         )
 
     @classmethod
-    def stack_layers(cls, states: Sequence[RecurrentState]) -> RecurrentState:
-        """Stack states of the same rows along the layer axis (the inverse of :meth:`split_layers`).
-
-        The result's graph is as old as the oldest part's, its window the earliest part's, and its
-        ids verified only as recently as the least recently verified part.
-
-        Raises:
-            StateMismatchError: when the states do not share clock, rows, tick and kind.
-        """
-        first = cls._compatible(states, "stack_layers")
-        for s in states[1:]:
-            if not np.array_equal(s.rows(), first.rows()) or s.batch_size != first.batch_size:
-                raise StateMismatchError(
-                    "RecurrentState.stack_layers: expected states of the same rows, got batch"
-                    f" {first.batch_size} and {s.batch_size}",
-                    expected=str(first.batch_size), got=str(s.batch_size),
-                )
-        tensors = tuple(torch.cat([s.tensors[i] for s in states], dim=0) for i in range(len(first.tensors)))
-        return attrs.evolve(first, tensors=tensors, **cls._combined(states))
-
-    @staticmethod
-    def _combined(states: Sequence[RecurrentState]) -> dict[str, Any]:
-        # The joined state is as old and as unverified as its worst part.
-        return {"graph_steps": max(s.graph_steps for s in states),
-                "window": min(s.window for s in states),
-                "verified": min(s.verified for s in states),
-                "spent": any(s.spent for s in states)}
-
-    @staticmethod
-    def _compatible(states: Sequence[RecurrentState], what: str) -> RecurrentState:
-        if not states:
-            raise ValueError(f"RecurrentState.{what}: expected at least one state, got none")
-        first = states[0]
-        for s in states[1:]:
-            ticks_differ = s.tick != first.tick and s.row_ticks is None and first.row_ticks is None
-            if (s.clock is not first.clock or ticks_differ or s.is_lstm != first.is_lstm
-                    or s.is_snapshot != first.is_snapshot):
-                hint = ("; snapshots of different ticks form a replay minibatch through"
-                        " RecurrentState.stack_snapshots" if s.tick != first.tick else "")
-                raise StateMismatchError(
-                    f"RecurrentState.{what}: expected states of one clock, tick and kind; got ticks"
-                    f" {first.tick} and {s.tick}, lstm={first.is_lstm} and lstm={s.is_lstm}{hint}",
-                    expected=f"tick {first.tick}", got=f"tick {s.tick}",
-                )
-        return first
-
-    @classmethod
     def stack_snapshots(
         cls, snapshots: Sequence[RecurrentState], chunks: torch.Tensor, rows: torch.Tensor
     ) -> RecurrentState:
@@ -287,7 +236,7 @@ class RecurrentState(StateViews):
             raise ValueError("RecurrentState.stack_snapshots: expected at least one snapshot, got none")
         first = snapshots[0]
         for snap in snapshots[1:]:
-            if snap.is_lstm != first.is_lstm or snap.tensors[0].shape != first.tensors[0].shape:
+            if snap.has_c != first.has_c or snap.tensors[0].shape != first.tensors[0].shape:
                 raise StateMismatchError(
                     "RecurrentState.stack_snapshots: expected snapshots of one kind and shape, got"
                     f" {list(first.tensors[0].shape)} and {list(snap.tensors[0].shape)}",
@@ -307,8 +256,8 @@ class RecurrentState(StateViews):
         ids = np.stack([s.episode_ids for s in snapshots])  # type: ignore[misc]  # [K, E]
         env_rows = np.stack([s.rows() for s in snapshots])
         ticks = np.array([s.tick for s in snapshots], dtype=np.int64)
-        return cls(tensors=tuple(tensors), clock=clock, episode_ids=_readonly(ids[k, r]),
-                   env_rows=_readonly(env_rows[k, r]), row_ticks=_readonly(ticks[k]), is_snapshot=True)
+        return cls(tensors=tuple(tensors), clock=clock, episode_ids=readonly(ids[k, r]),
+                   env_rows=readonly(env_rows[k, r]), row_ticks=readonly(ticks[k]), is_snapshot=True)
 
     # ----------------------------------------------------------------------------------------
     # lifecycle
@@ -332,7 +281,7 @@ class RecurrentState(StateViews):
             tensors = tuple(torch.zeros_like(t, requires_grad=False) for t in self.tensors)
             ids = None
             if clock is not None:
-                ids = clock.episode_ids if self.env_rows is None else _readonly(
+                ids = clock.episode_ids if self.env_rows is None else readonly(
                     clock.episode_ids[self.env_rows])
             return attrs.evolve(self, tensors=tensors, episode_ids=ids, graph_steps=0,
                                 verified=-1 if clock is None else clock.renewals,
@@ -348,7 +297,7 @@ class RecurrentState(StateViews):
             current = clock.episode_ids if self.env_rows is None else clock.episode_ids[self.env_rows]
             ids = self.episode_ids.copy()
             ids[flags] = current[flags]
-            changes["episode_ids"] = _readonly(ids)
+            changes["episode_ids"] = readonly(ids)
             # Only still-valid if every row now matches the clock; otherwise recheck at next use.
             changes["verified"] = clock.renewals if np.array_equal(ids, current) else -1
         if flags.all():
@@ -394,76 +343,60 @@ class RecurrentState(StateViews):
         return self.snapshot()
 
     # ----------------------------------------------------------------------------------------
-    # rows, devices, serialisation
-    def select_rows(self, index: Any) -> RecurrentState:
-        """The state of some rows: an int array / list / tensor, a bool mask ``[B]``, or a slice.
+    # copies, devices, serialisation
+    def bind(self, clock: EpisodeClock) -> RecurrentState:
+        """This state, checked against ``clock`` from now on: how a copied state rejoins the live clock.
 
-        ``state[rows]`` does the same for an array, list, tensor or mask (not for an int or a
-        slice, which a ``(h, c)`` tuple would read as "tensor i": see :meth:`__getitem__`).
+        ``copy.deepcopy(state)`` or a pickle round trip copies the state's clock too, and that
+        copy never moves; ``state = copied.bind(clock)`` binds the copy to the clock the loop
+        advances. (Copying the clock and the state together, and going on with the copied clock,
+        needs no bind.) A state without a clock is taken to be current on ``clock``.
 
-        Raises:
-            ValueError: for a selection that is not one-dimensional.
-        """
-        if isinstance(index, int | np.integer):
-            index = [int(index)]
-        if isinstance(index, torch.Tensor):
-            index = index.detach().cpu().numpy()
-        positions = np.arange(self.batch_size, dtype=np.int64)[index]
-        if positions.ndim != 1:
-            raise ValueError(f"RecurrentState.select_rows: expected a 1-d row selection, got {index!r}")
-        picker = torch.from_numpy(positions).to(self.device)
-        tensors = tuple(t.index_select(1, picker) for t in self.tensors)
-        changes: dict[str, Any] = {}
-        if self.row_ticks is not None:
-            changes["row_ticks"] = _readonly(self.row_ticks[positions])
-        if self.clock is not None and self.episode_ids is not None:
-            changes["env_rows"] = _readonly(self.rows()[positions])
-            changes["episode_ids"] = _readonly(self.episode_ids[positions])
-        return attrs.evolve(self, tensors=tensors, **changes)
+        Args:
+            clock: the live clock.
 
-    def __getitem__(self, index: Any) -> RecurrentState:
-        """Rows by an int array, list, tensor or bool mask ``[B]`` (see :meth:`select_rows`).
-
-        A state is not a tuple: ``state[0]`` (an int), ``state[:1]`` (a slice) and
-        ``state[0][:, idx]`` (what a script written for ``(h, c)`` reaches for) raise a
-        ``TypeError`` that names ``state.h`` / ``state.c`` and :meth:`select_rows` instead of
-        quietly selecting rows.
+        Returns:
+            A new state on ``clock``; its ids are compared with the clock's at its next step.
 
         Raises:
-            TypeError: for an int, a slice or a tuple index.
+            TypeError: when ``clock`` is not an :class:`EpisodeClock`.
+            StateMismatchError: when the state's rows do not fit the clock, or it holds episode
+                ids the clock has not given.
+            StaleStateError: when a live state is for another tick than the clock's, or a
+                snapshot for a later one.
         """
-        if isinstance(index, int | np.integer | slice | tuple):
-            shown = "state[...]" if index is Ellipsis else f"state[{index!r}]"
-            raise TypeError(
-                f"{shown}: a RecurrentState is not an (h, c) tuple, and an int or a slice would read"
-                " as a tuple index; use state.h / state.c (or state.tensors) for the tensors, and"
-                " state.select_rows(rows) for rows"
+        if not isinstance(clock, EpisodeClock):
+            raise TypeError(f"RecurrentState.bind: expected an EpisodeClock, got {type(clock).__name__}")
+        rows = self.rows()
+        if (self.env_rows is None and self.batch_size != clock.num_envs) or int(rows.max()) >= clock.num_envs:
+            need = self.batch_size if self.env_rows is None else int(rows.max()) + 1
+            raise StateMismatchError(
+                f"RecurrentState.bind: expected a clock of {need} rows (the state's), got one of"
+                f" {clock.num_envs}", fix="bind the state to the clock it was made with",
+                expected=str(need), got=str(clock.num_envs),
             )
-        return self.select_rows(index)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        """Refused: unpacking a state like ``h, c = state`` would walk its rows, not its tensors.
-
-        Raises:
-            TypeError: always, naming the spellings that work.
-        """
-        raise TypeError(
-            "a RecurrentState is not an (h, c) tuple: unpacking or iterating it is refused (it would"
-            " walk the batch rows); use `h, c = state.h, state.c` (or `state.tensors`), and"
-            " `state.select_rows(rows)` for rows"
-        )
-
-    def __len__(self) -> int:
-        """Refused, as for a tuple's length: use :attr:`batch_size` or ``len(state.tensors)``.
-
-        Raises:
-            TypeError: always.
-        """
-        raise TypeError("len(state): a RecurrentState is not an (h, c) tuple; use state.batch_size for"
-                        " the rows, len(state.tensors) for the tensors")
-
-    def __bool__(self) -> bool:
-        return True
+        if self.episode_ids is None:
+            return RecurrentState.from_tensors(self.tensors, clock=clock, env_rows=self.env_rows)
+        current = clock.episode_ids[rows]
+        if (self.episode_ids > current).any():
+            bad = np.flatnonzero(self.episode_ids > current)
+            raise StateMismatchError(
+                f"RecurrentState.bind: rows {format_rows(rows[bad])} hold episode ids"
+                f" {format_rows(self.episode_ids[bad])} the clock has not given (its ids there are"
+                f" {format_rows(current[bad])}): the state belongs to another clock",
+                fix="bind the state to the clock it was made with", expected=str(current[bad].tolist()),
+                got=str(self.episode_ids[bad].tolist()),
+            )
+        ticks = self.ticks()
+        if (not self.is_snapshot and self.tick != clock.tick) or int(ticks.max()) > clock.tick:
+            raise StaleStateError(
+                f"RecurrentState.bind: the state is for tick {int(ticks.max())}, the clock is at tick"
+                f" {clock.tick}", kind="stale-tick",
+                fix="bind the state the loop holds now to the clock the loop advances",
+                state_tick=int(ticks.max()), clock_tick=clock.tick,
+            )
+        return attrs.evolve(self, clock=clock, verified=-1,
+                            window=self.window if self.has_graph else clock.window)
 
     def clone(self) -> RecurrentState:
         """A copy with cloned tensors (the graph is kept, as :meth:`torch.Tensor.clone` keeps it).
@@ -472,31 +405,16 @@ class RecurrentState(StateViews):
         """
         return attrs.evolve(self, tensors=tuple(t.clone() for t in self.tensors))
 
-    @classmethod
-    def cat(cls, states: Sequence[RecurrentState]) -> RecurrentState:
-        """Concatenate states along the batch (rows); they must share clock, tick and kind.
-
-        Raises:
-            StateMismatchError: when the states do not fit together.
-        """
-        first = cls._compatible(states, "cat")
-        tensors = tuple(torch.cat([s.tensors[i] for s in states], dim=1)
-                        for i in range(len(first.tensors)))
-        _validate_tensors(tensors)
-        changes = cls._combined(states)
-        if any(s.row_ticks is not None for s in states):
-            changes["row_ticks"] = _readonly(np.concatenate([s.ticks() for s in states]))
-        if first.clock is not None and first.episode_ids is not None:
-            changes["episode_ids"] = _readonly(np.concatenate([s.episode_ids for s in states]))
-            changes["env_rows"] = _readonly(np.concatenate([s.rows() for s in states]))
-        return attrs.evolve(first, tensors=tensors, **changes)
-
     def to(self, *args: Any, **kwargs: Any) -> RecurrentState:
         """Move / cast the tensors like :meth:`torch.Tensor.to`; the bookkeeping is kept."""
         return attrs.evolve(self, tensors=tuple(t.to(*args, **kwargs) for t in self.tensors))
 
     def state_dict(self) -> dict[str, Any]:
-        """Tensors and bookkeeping as plain values (the clock itself is not included)."""
+        """Tensors and bookkeeping as tensors and plain Python values (the clock is not included).
+
+        The dict loads under ``torch.load(weights_only=True)``: the per-row ids, rows and ticks are
+        int64 tensors, the rest ints, bools and ``None``.
+        """
         return to_plain(self.tensors, self.episode_ids, self.env_rows, self.tick, self.window,
                         self.is_snapshot, self.row_ticks)
 
@@ -523,7 +441,7 @@ class RecurrentState(StateViews):
             object.__setattr__(self, field.name, fields.get(field.name, field.default))
 
     def __repr__(self) -> str:
-        kind = "lstm" if self.is_lstm else "gru"
+        kind = "lstm" if self.has_c else "gru"
         extra = " snapshot" if self.is_snapshot else ""
         extra += " spent" if self.spent else ""
         return (f"RecurrentState({kind}, L={self.num_layers}, B={self.batch_size},"

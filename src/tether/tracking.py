@@ -5,12 +5,14 @@ its clock, runs the plain module and returns the next state (built by
 :meth:`RecurrentState.advanced <tether.RecurrentState.advanced>`, where the rules live).
 
 The wrapper checks the state against its clock with host-side integers only, runs the plain
-module (so the tensor path stays an ordinary, compilable PyTorch call) and stamps the new state
-with the next tick. No device synchronisation happens per step.
+module and stamps the new state with the next tick. No device synchronisation happens per step.
+Under ``torch.compile`` the checks and the stamp run eagerly (``torch.compiler.disable``) on each
+side of the compiled module call, so a compiled tracked module checks what an eager one checks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import attrs
@@ -19,20 +21,27 @@ import torch
 from torch import nn
 
 from tether import _aten
+from tether._lifecycle_checks import (
+    GRAPH_BYTES_PER_STATE_BYTE,
+    check_ids,
+    report_graph_limit,
+    report_spent,
+    report_tick,
+    report_window,
+)
 from tether.clock import EpisodeClock
-from tether.errors import GraphLeakError, StaleStateError, StateMismatchError, format_rows
-from tether.modes import get_mode, report
+from tether.errors import StateMismatchError
+from tether.modes import get_mode
 from tether.state import RecurrentState
 
-__all__ = ["DEFAULT_MAX_GRAPH_STEPS", "StateSpec", "TrackedRNN", "track"]
+__all__ = ["DEFAULT_MAX_GRAPH_STEPS", "GRAPH_BYTES_PER_STATE_BYTE", "StateSpec", "TrackedRNN", "track"]
 
 #: Grad-carrying steps a state may accumulate before a tracked module calls it a leak.
 DEFAULT_MAX_GRAPH_STEPS = 2048
 
-_RESET_FIX = "call `state = state.reset(done)` right after `clock.advance(done)`"
 
 
-@attrs.frozen(init=False)
+@attrs.frozen
 class StateSpec:
     """How a recurrent module takes and returns its state (the adapter for custom modules).
 
@@ -45,11 +54,6 @@ class StateSpec:
             (like ``nn.LSTM``); ``"cell"``: ``module(x, hx) -> hx'`` with ``hx`` shaped ``[B, H]``
             (like ``nn.LSTMCell``).
         batch_first: for sequence style, whether ``x`` is ``[B, T, ...]``.
-        cell: the former name of ``has_c`` (it was easy to confuse with ``style="cell"``), still
-            accepted.
-
-    Raises:
-        TypeError: when neither ``has_c`` nor ``cell`` is given.
 
     >>> StateSpec(1, 8, has_c=False)
     StateSpec(num_layers=1, hidden_size=8, has_c=False, style='sequence', batch_first=False)
@@ -57,25 +61,9 @@ class StateSpec:
 
     num_layers: int
     hidden_size: int
-    has_c: bool
-    style: Literal["sequence", "cell"]
-    batch_first: bool
-
-    def __init__(
-        self,
-        num_layers: int,
-        hidden_size: int,
-        has_c: bool | None = None,
-        style: Literal["sequence", "cell"] = "sequence",
-        batch_first: bool = False,
-        *,
-        cell: bool | None = None,
-    ) -> None:
-        if has_c is None:
-            if cell is None:
-                raise TypeError("StateSpec: expected has_c=True for an (h, c) state or has_c=False for h")
-            has_c = cell
-        self.__attrs_init__(num_layers, hidden_size, bool(has_c), style, batch_first)
+    has_c: bool = attrs.field(converter=bool)
+    style: Literal["sequence", "cell"] = "sequence"
+    batch_first: bool = False
 
     @classmethod
     def of(cls, module: nn.Module) -> StateSpec:
@@ -109,10 +97,11 @@ class TrackedRNN(nn.Module):
     """A recurrent module that takes and returns a :class:`RecurrentState`; see :func:`track`.
 
     Transparent where a port from the plain module needs it: the wrapped module's attributes
-    read through (``tracked.hidden_size``, ``tracked.weight_ih_l0``), and ``state_dict`` /
+    read through (``tracked.hidden_size``, ``tracked.weight_ih_l0``); ``state_dict`` /
     ``load_state_dict`` use the plain module's keys (``weight_ih_l0``, not
     ``module.weight_ih_l0``; the latter still loads), so a checkpoint of a model holding
-    ``nn.LSTM`` loads into the same model holding ``track(nn.LSTM)`` and back.
+    ``nn.LSTM`` loads into the same model holding ``track(nn.LSTM)`` and back; and
+    ``named_parameters`` / ``named_buffers`` give the same names (see :meth:`named_modules`).
 
     Args:
         module: the plain recurrent module; it is registered as ``self.module``.
@@ -138,6 +127,41 @@ class TrackedRNN(nn.Module):
             if inner is None or name.startswith("_"):
                 raise
             return getattr(inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The wrapped module's parameters and buffers are named as if they were this module's
+        # (named_parameters, state_dict): assigning one here assigns it there, as torch.func's
+        # functional_call does with those names.
+        inner = self.__dict__.get("_modules", {}).get("module")
+        if inner is not None and name not in self.__dict__ and _aten.owns_tensor(inner, name):
+            _aten.set_own_tensor(inner, name, value)
+            return
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        inner = self.__dict__.get("_modules", {}).get("module")
+        if inner is not None and name not in self.__dict__ and _aten.owns_tensor(inner, name):
+            delattr(inner, name)
+            return
+        super().__delattr__(name)
+
+    def named_modules(
+        self, memo: set[nn.Module] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, nn.Module]]:
+        """This module, then the wrapped module under the same name (not ``<name>.module``).
+
+        ``named_parameters`` and ``named_buffers`` (of this module and of any model holding it)
+        walk these names, so they give the plain module's names (``weight_ih_l0``), as
+        ``state_dict`` does: a port's weight-decay filters and parameter groups find them.
+        """
+        if memo is None:
+            memo = set()
+        if self in memo:
+            return
+        if remove_duplicate:
+            memo.add(self)
+        yield prefix, self
+        yield from self.module.named_modules(memo, prefix, remove_duplicate)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> TrackedRNN:
         super()._apply(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -195,13 +219,15 @@ class TrackedRNN(nn.Module):
         spec = self.spec
         sequence = spec.style == "sequence"
         steps = int(x.shape[1 if spec.batch_first else 0]) if sequence and x.dim() == 3 else 1
+        if torch.compiler.is_compiling():
+            return self._compiled_forward(x, state, steps, bootstrap)
         checking = get_mode() != "off"
         verified = self.check(x, state, steps=steps, bootstrap=bootstrap) if checking else None
         if sequence:
             # Checked shapes (or the cheap shape test in off mode) let nn.LSTM / nn.GRU skip their
             # Python re-validation and go straight to the ATen op, bit for bit the same.
             fuse = checking or self._shapes_fit(x, state)
-            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, paired=spec.has_c,
+            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, has_c=spec.has_c,
                                                    fuse=fuse)
         elif spec.has_c:
             h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
@@ -212,6 +238,25 @@ class TrackedRNN(nn.Module):
             tensors = (y.unsqueeze(0),)
         return y, state.advanced(tensors, steps, ids_verified=verified is not None, bootstrap=bootstrap,
                                  episode_ids=verified)
+
+    def _compiled_forward(
+        self, x: torch.Tensor, state: RecurrentState, steps: int, bootstrap: bool
+    ) -> tuple[torch.Tensor, RecurrentState]:
+        """:meth:`forward` as torch.compile traces it: the checks and the new state's bookkeeping
+        (host-side Python on an attrs object, which dynamo cannot trace) run eagerly around the
+        traced module call."""
+        verified = _check_eagerly(self, x, state, steps, bootstrap)
+        spec = self.spec
+        if spec.style == "sequence":
+            y, tensors = _aten.run_sequence_module(self.module, x, state.tensors, has_c=spec.has_c,
+                                                   fuse=False)
+        elif spec.has_c:
+            h, c = self.module(x, (state.tensors[0][0], state.tensors[1][0]))
+            tensors, y = (h.unsqueeze(0), c.unsqueeze(0)), h
+        else:
+            y = self.module(x, state.tensors[0][0])
+            tensors = (y.unsqueeze(0),)
+        return y, _advance_eagerly(state, tensors, steps, verified, bootstrap)
 
     # ----------------------------------------------------------------------------------------
     def check(
@@ -251,42 +296,22 @@ class TrackedRNN(nn.Module):
             )
         self.check_fit(x, state)
         if state.spent:
-            report(StaleStateError(
-                "this state came out of a bootstrap read (the ending episode's final value) and"
-                " was stepped again",
-                kind="spent-state",
-                fix="keep stepping the state you passed to the bootstrap read, after `reset(done)`",
-            ))
+            report_spent()
         # The limit catches a live state carried on call after call without detach(); a replay
-        # (from a snapshot) and one long call have a length known up front, and are exempt.
-        if (state.graph_steps and state.graph_steps + steps > self.max_graph_steps
+        # (from a snapshot), one long call and a bootstrap read (its result is discarded) are exempt.
+        if (state.graph_steps and state.graph_steps + steps > self.max_graph_steps and not bootstrap
                 and not state.is_snapshot and state.tensors[0].requires_grad):
-            report(GraphLeakError(
-                f"the state has carried its autograd graph through {state.graph_steps} steps of"
-                f" earlier calls; {steps} more would pass the limit of {self.max_graph_steps}: a live"
-                " state kept across training windows without detach() grows memory every step",
-                kind="graph-limit",
-                fix="call `state = state.detach()` at each truncated-BPTT boundary (replay stored"
-                    " sequences from state.snapshot(); or raise track(..., max_graph_steps=N))",
-                graph_steps=state.graph_steps, limit=self.max_graph_steps,
-            ))
+            report_graph_limit(state, steps, self.max_graph_steps)
         clock = state.clock
         if clock is None or state.is_snapshot:
             return None
         if state.tick != clock.tick:
-            self._report_tick(state, clock)
+            report_tick(state, clock)
         if state.window != clock.window and state.tensors[0].requires_grad:
-            report(GraphLeakError(
-                f"the state carries an autograd graph from training window {state.window}, but"
-                f" the clock is in window {clock.window} (end_window() was called since): backprop"
-                " would run across the boundary and keep the old graph alive",
-                kind="graph-window",
-                fix="call `state = state.detach()` right after `clock.end_window()`",
-                state_window=state.window, clock_window=clock.window,
-            ))
+            report_window(state, clock)
         if state.verified == clock.renewals and restarting is None:
             return state.episode_ids
-        return self._check_ids(state, clock, bootstrap, restarting)
+        return check_ids(state, clock, bootstrap=bootstrap, restarting=restarting)
 
     def check_fit(self, x: torch.Tensor, state: RecurrentState) -> None:
         """Check that ``x`` and ``state`` fit this module: input dims, state kind, shape, device, dtype.
@@ -326,59 +351,24 @@ class TrackedRNN(nn.Module):
                 expected=f"{device} {dtype}", got=f"{state_device} {state.tensors[0].dtype}",
             )
 
-    @staticmethod
-    def _report_tick(state: RecurrentState, clock: EpisodeClock) -> None:
-        if state.tick is not None and state.tick < clock.tick:
-            what = (f"a state from tick {state.tick} was used at tick {clock.tick}: an old state"
-                    " was fed again (the new state was not taken, or a state was forked/stored"
-                    " as the wrong step)")
-            fix = "feed the state the module returned at the previous step (`y, state = m(x, state)`)"
-        else:
-            what = (f"a state for tick {state.tick} was used at tick {clock.tick}: the clock was"
-                    " not advanced after the last step")
-            fix = "call `clock.advance(done)` once after every env step"
-        report(StaleStateError(what, kind="stale-tick", fix=fix,
-                               state_tick=state.tick, clock_tick=clock.tick))
-
-    @staticmethod
-    def _check_ids(
-        state: RecurrentState, clock: EpisodeClock, bootstrap: bool, restarting: np.ndarray | None
-    ) -> np.ndarray | None:
-        rows = state.rows()
-        current = clock.episode_ids[rows]
-        ids = state.episode_ids
-        if ids is None:  # pragma: no cover - a state with a clock always has ids
-            return None
-        stale = ids != current
-        if not stale.any():
-            return ids
-        # -1: a row that restarted inside a live unroll, in an episode the clock had not begun then.
-        adopt = ids < 0 if restarting is None else (ids < 0) | restarting
-        stale &= ~adopt
-        if bootstrap:
-            retired = clock.retired_ids[rows]
-            stale &= ids != retired
-            if not stale.any():
-                return None
-        if not stale.any():
-            adopted = np.where(adopt, current, ids)
-            adopted.setflags(write=False)
-            return adopted
-        bad = np.flatnonzero(stale)
-        env_rows = rows[bad]
-        report(StaleStateError(
-            f"rows {format_rows(env_rows)} of the state still hold episodes"
-            f" {format_rows(ids[bad])}, but those envs are now in episodes"
-            f" {format_rows(current[bad])} (at tick {clock.tick}): the state was not reset when"
-            " their episodes ended",
-            kind="stale-episode", fix=_RESET_FIX,
-            rows=env_rows.tolist(), state_ids=ids[bad].tolist(),
-            clock_ids=current[bad].tolist(),
-        ))
-        return None
-
     def extra_repr(self) -> str:
         return f"max_graph_steps={self.max_graph_steps}"
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]
+def _check_eagerly(
+    core: TrackedRNN, x: torch.Tensor, state: RecurrentState, steps: int, bootstrap: bool
+) -> np.ndarray | None:
+    return core.check(x, state, steps=steps, bootstrap=bootstrap) if get_mode() != "off" else None
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]
+def _advance_eagerly(
+    state: RecurrentState, tensors: tuple[torch.Tensor, ...], steps: int, verified: np.ndarray | None,
+    bootstrap: bool,
+) -> RecurrentState:
+    return state.advanced(tensors, steps, ids_verified=verified is not None, bootstrap=bootstrap,
+                          episode_ids=verified)
 
 
 def track(

@@ -137,7 +137,7 @@ def test_separate_critic_state_stacks_actor_layers_first() -> None:
     """State [L_actor + L_critic, B, H]: rows 0..L-1 are the actor core's, the rest the critic's."""
     policy = make("box", shared_core=False, num_layers=2, core="lstm")
     state = policy.initial_state(3)
-    assert (state.num_layers, state.batch_size, state.hidden_size, len(state.tensors)) == (4, 3, 8, 2)
+    assert (state.num_layers, state.batch_size, state.hidden_size, state.has_c) == (4, 3, 8, True)
     assert policy.core == "lstm"
     obs = torch.randn(3, 6)
     out = policy.act(obs, state)
@@ -155,7 +155,7 @@ def test_shared_gru_state_has_the_core_layers_only() -> None:
     """A shared GRU policy's state is h only, [num_layers, B, H]."""
     policy = make("discrete", core="gru", num_layers=3)
     state = policy.initial_state(2, EpisodeClock(2))
-    assert (state.num_layers, len(state.tensors), state.tick, policy.core) == (3, 1, 0, "gru")
+    assert (state.num_layers, state.has_c, state.tick, policy.core) == (3, False, 0, "gru")
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "separate"])

@@ -106,7 +106,7 @@ class CounterPolicy(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.core = track(_Counter(), spec=StateSpec(num_layers=1, hidden_size=1, cell=False))
+        self.core = track(_Counter(), spec=StateSpec(num_layers=1, hidden_size=1, has_c=False))
 
     def initial_state(self, batch_size: int, clock: EpisodeClock | None = None) -> RecurrentState:
         return self.core.initial_state(batch_size, clock)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -60,8 +62,11 @@ def test_unroll_catches_a_missed_reset() -> None:
     state = core.initial_state(E, clock)
     _, state = unroll(core, torch.zeros(1, E, 2), np.zeros((1, E), bool), state)
     clock.advance(np.array([False, True, False]))
-    with mode("strict"), pytest.raises(StaleStateError, match=r"rows \[1\] of the state still hold episodes"):
+    with mode("strict"), pytest.raises(StaleStateError, match=r"rows \[1\] of the state still hold episodes") as info:
         unroll(core, torch.zeros(1, E, 2), np.zeros((1, E), bool), state)
+    # the fix names the spelling this loop uses: unroll's episode_starts, not state.reset(done)
+    assert "episode_starts" in info.value.fix
+    assert "reset(done)" not in info.value.fix
 
 
 def test_unroll_catches_a_reused_state() -> None:
@@ -84,8 +89,11 @@ def test_unroll_catches_a_graph_across_a_window() -> None:
     _, state = unroll(core, torch.zeros(1, E, 2), np.zeros((1, E), bool), state)
     clock.advance(np.zeros(E, bool))
     clock.end_window()
-    with mode("strict"), pytest.raises(GraphLeakError, match="from training window 0"):
+    with mode("strict"), pytest.raises(GraphLeakError, match="from training window 0") as info:
         unroll(core, torch.zeros(1, E, 2), np.zeros((1, E), bool), state)
+    # both remedies, each with when it applies: no_grad for collection, detach for training
+    assert "collect under `torch.no_grad()`" in info.value.fix
+    assert "state = state.detach()" in info.value.fix
     unroll(core, torch.zeros(1, E, 2), np.zeros((1, E), bool), state.detach())
 
 
@@ -137,8 +145,10 @@ def test_a_correct_replay_is_silent_before_and_after_end_window(window_ended: bo
 def test_all_zero_starts_are_caught() -> None:
     """Replaying with no episode starts names the rows and ticks the clock saw start."""
     _, snapshot, obs, starts, core = _rollout(40)
-    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"episode_starts miss \d+ episode start") as info:
+    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"episode_starts miss \d+ episode start\(s\) the clock recorded; they are all zero") as info:
         unroll(core, obs, np.zeros_like(starts), snapshot)
+    assert info.value.mistake == "all-zero"
+    assert re.search(r"\(row, tick\) pairs: \[\(\d+, \d+\), .*and \d+ more\]", str(info.value))
     t, b = np.nonzero(starts)
     assert sorted(zip(info.value.ticks, info.value.rows, strict=True)) == sorted(
         zip(t.tolist(), b.tolist(), strict=True))
@@ -150,12 +160,28 @@ def test_starts_shifted_by_one_step_are_caught() -> None:
     _, snapshot, obs, starts, core = _rollout(40)
     early = np.zeros_like(starts)
     early[:-1] = starts[1:]
-    with mode("strict"), pytest.raises(ReplayAlignmentError, match="shifted by a step"):
+    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"shifted by -1 \(one step early") as info:
         unroll(core, obs, early, snapshot)
+    assert info.value.mistake == "shifted-1"
     late = np.zeros_like(starts)
     late[1:] = starts[:-1]
-    with mode("strict"), pytest.raises(ReplayAlignmentError, match="shifted by a step"):
+    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"shifted by \+1 \(one step late") as info:
         unroll(core, obs, late, snapshot)
+    assert info.value.mistake == "shifted+1"
+
+
+def test_some_missing_starts_are_named_as_such() -> None:
+    """Starts with one recorded start dropped are "some missing", listed as (row, tick) pairs."""
+    _, snapshot, obs, starts, core = _rollout(40)
+    alone = starts[1:-1] & ~starts[:-2] & ~starts[2:]  # a start with no start beside it
+    t, b = np.argwhere(alone)[0]
+    dropped = starts.copy()
+    dropped[t + 1, b] = False
+    with mode("strict"), pytest.raises(ReplayAlignmentError, match=r"some are missing") as info:
+        unroll(core, obs, dropped, snapshot)
+    assert info.value.mistake == "missing"
+    assert info.value.pairs == [(int(b), int(t) + 1)]
+    assert f"(row, tick) pairs: [({b}, {t + 1})]" in str(info.value)
 
 
 def test_a_snapshot_taken_after_the_rollout_is_caught() -> None:

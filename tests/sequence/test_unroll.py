@@ -274,7 +274,7 @@ def test_state_mismatch_raises_state_mismatch_error() -> None:
     with pytest.raises(StateMismatchError, match=r"layers=1"):
         unroll(core, x, starts, RecurrentState.zeros(2, B, 4))
     with pytest.raises(StateMismatchError, match=r"\(h, c\) state"):
-        unroll(core, x, starts, RecurrentState.zeros(1, B, 4, cell=False))
+        unroll(core, x, starts, RecurrentState.zeros(1, B, 4, has_c=False))
 
 
 @pytest.mark.parametrize(

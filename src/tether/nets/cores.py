@@ -52,7 +52,7 @@ def run_core(
     Returns:
         ``(y [T, B, H], next tensors)``.
     """
-    return _aten.run_sequence_module(module, x, tensors, paired=has_c, fuse=fuse)
+    return _aten.run_sequence_module(module, x, tensors, has_c=has_c, fuse=fuse)
 
 
 def step_cores(
@@ -116,7 +116,7 @@ def check_policy_state(
     layers = actor_layers + (0 if critic is None else critic.spec.num_layers)
     want = (layers, batch, spec.hidden_size)
     got = (state.num_layers, state.batch_size, state.hidden_size)
-    state_has_c = len(state.tensors) == 2
+    state_has_c = state.has_c
     if got != want or state_has_c != spec.has_c:
         shown = (f"{layers}" if critic is None else
                  f"{layers} = {actor_layers} actor + {critic.spec.num_layers} critic")

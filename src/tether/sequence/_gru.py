@@ -15,12 +15,10 @@ LSTM primitive). :func:`gru_unroll` computes the same function with a hand-writt
   each over all steps stacked.
 
 Two CPU details matter as much as the structure: float32 matmuls of more than a few Mflop go
-through oneDNN's matmul (``torch.mm`` is MKL, which runs at about half oneDNN's speed on AMD CPUs),
-and on wide steps ``tanh`` is taken as ``2 sigmoid(2a) - 1`` (torch's CPU tanh is ~8x slower than
-its sigmoid). Candidates measured and dropped (``benchmarks/gru_speed.py``): autograd through the
-hoisted loop (slower than ``nn.GRU``), ``torch.jit.script`` (deprecated in torch 2.13),
-``torch.compile`` of the loop (dynamo unrolls it: minutes of compile for every new T, no faster
-than this once compiled).
+through oneDNN's matmul (MKL's ``torch.mm`` runs at about half its speed on AMD CPUs), and on wide
+steps ``tanh`` is ``2 sigmoid(2a) - 1`` (torch's CPU tanh is ~8x slower than its sigmoid). Dropped
+after measuring (``benchmarks/gru_speed.py``): autograd through the hoisted loop (slower than
+``nn.GRU``), ``torch.jit.script`` (deprecated), ``torch.compile`` of the loop (minutes per new T).
 
 The math (PyTorch's GRU, gates stacked ``r, z, n`` in the weights)::
 
@@ -31,11 +29,10 @@ Resets: with ``episode_starts[t, b]`` the state of row ``b`` is multiplied by 0 
 as the per-step masked reference loop does (``h = h * (1 - start)``); the gradient through the
 reset is exactly zero there too.
 
-Supported: a plain ``nn.GRU`` (not a subclass, no hooks), unidirectional, ``batch_first=False``,
-any ``num_layers``, ``bias`` True or False, dropout 0 (or the module in eval mode), floating
-dtypes. :func:`unsupported_reason` says why any other module is refused. Double backward is not
-supported (the backward is hand-written). :func:`fast_gru_wins` is the measured rule for when to
-prefer this over ``nn.GRU`` (see ``benchmarks/gru_speed.py``).
+Supported: a plain ``nn.GRU`` (no subclass, no hooks), unidirectional, ``batch_first=False``, any
+``num_layers``, with or without bias, dropout 0 (or eval mode), floating dtypes; no double backward.
+:func:`unsupported_reason` says why another module is refused; :func:`fast_gru_wins` is the
+measured rule for preferring this over ``nn.GRU`` (``benchmarks/gru_speed.py``).
 """
 
 from __future__ import annotations
@@ -61,10 +58,8 @@ _FOLD_BELOW = 512
 _WIDE = 2048
 
 # float32 matmuls of at least this many flops go through oneDNN's matmul rather than torch.mm
-# (MKL): on some CPUs (AMD) MKL runs at half oneDNN's speed, while oneDNN costs ~10 us more a
-# call (and a transpose for the weight gradients), which only pays off on large products. The
-# per-step products reuse W_hh reordered once, so they pay off sooner. Measured in
-# benchmarks/gru_speed.py.
+# (MKL, at half oneDNN's speed on AMD CPUs); oneDNN costs ~10 us more a call, paid off only on
+# large products (sooner per step, where W_hh is reordered once). Measured: benchmarks/gru_speed.py.
 _ONEDNN_FLOPS = 16_000_000
 _ONEDNN_STEP_FLOPS = 4_000_000
 _ONEDNN_MIN_STEPS = 8
@@ -326,9 +321,7 @@ def unsupported_reason(module: nn.Module) -> str | None:
     if module.dropout and module.training:
         return (f"expects dropout=0 or eval mode, got dropout={module.dropout} in training mode;"
                 " use nn.GRU itself for it")
-    hooks = nn.modules.module
-    if (module._forward_hooks or module._forward_pre_hooks or hooks._global_forward_hooks
-            or hooks._global_forward_pre_hooks):
+    if _aten.has_hooks(module):
         return "expects a module without forward hooks (they would not run); call the module itself"
     return None
 
@@ -342,8 +335,7 @@ def fast_gru_wins(
     On CPU with a gradient it wins at every measured shape (T from 8 to 130, B from 2 to 64, H
     from 64 to 256): 1.2-3x faster than ``nn.GRU``. Without a gradient it does not: ``nn.GRU``'s
     forward is as fast from T = 16 on and faster below (a single step: ``nn.GRU`` by ~1.5x, and
-    ``torch.gru_cell`` faster still), so inference keeps ``nn.GRU``. On other devices (cuDNN's
-    fused GRU) never; not measured here (no GPU).
+    ``torch.gru_cell`` faster still), so inference keeps ``nn.GRU``. On other devices never.
 
     Args:
         steps, batch, input_size, hidden_size: the shape ``(T, B, in, H)`` of the call.

@@ -33,14 +33,14 @@ _COLUMNS: dict[tuple[bool, int, torch.dtype, torch.device], torch.Tensor] = {}
 def _gate_columns(m: nn.RNNBase, layer: int, w_ih: torch.Tensor) -> torch.Tensor:
     """The extra input columns of ``w_ih`` that turn the reset / hold flags into saturated gates."""
     H, big = m.hidden_size, _big(w_ih.dtype)
-    lstm = isinstance(m, nn.LSTM)
-    key = (lstm, H, w_ih.dtype, w_ih.device)
+    has_c = isinstance(m, nn.LSTM)
+    key = (has_c, H, w_ih.dtype, w_ih.device)
     if key not in _COLUMNS:
         # LSTM gates i, f, g, o; reset: i = f = 0; hold: f = 1, i = o = 0. GRU gates r, z: reset.
-        signs = [[-1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, -1.0]] if lstm else [[-1.0, -1.0]]
+        signs = [[-1.0, -1.0, 0.0, 0.0], [-1.0, 1.0, 0.0, -1.0]] if has_c else [[-1.0, -1.0]]
         with torch.inference_mode(False):  # a constant that any later graph may use
             _COLUMNS[key] = (w_ih.new_tensor(signs) * big).t().repeat_interleave(H, dim=0)
-    if lstm:
+    if has_c:
         return _COLUMNS[key]
     # GRU gate n: its pre-activation cancels b_in exactly, so h' = tanh(0) = 0.
     b_in = getattr(m, f"bias_ih_l{layer}")[2 * H :] if m.bias else w_ih.new_zeros(H)
@@ -142,7 +142,7 @@ def run_lanes(
     ``index`` is :func:`lane_index` of the plan on ``x``'s device, when the caller keeps one.
     """
     T, width = x.shape[0], x.shape[2]
-    lstm, lanes = isinstance(m, nn.LSTM), plan.lanes
+    has_c, lanes = isinstance(m, nn.LSTM), plan.lanes
     parts = _index_parts(plan)
     if index is None:
         index = lane_index(plan, x.device)
@@ -152,7 +152,7 @@ def run_lanes(
     if plan.init_row is not None:
         tensors = tuple(F.pad(s, (0, 0, 0, 1)).index_select(1, rest[-1]) for s in tensors)
     inp = _IntoLanes.apply(  # type: ignore[no-untyped-call]
-        x, (source, out), lanes, 2 if lstm else 1)
+        x, (source, out), lanes, 2 if has_c else 1)
     flags = inp[:, :, width:]  # the flag columns, for the layers above too
     per = 4 if m.bias else 2
     weights = _aten.flat_weights(m)
@@ -167,7 +167,7 @@ def run_lanes(
         w = weights[per * layer : per * (layer + 1)]
         w = [torch.cat([w[0], _gate_columns(m, layer, w[0])], dim=1), *w[1:]]
         hx = tensors if m.num_layers == 1 else tuple(s[layer : layer + 1] for s in tensors)
-        if lstm:
+        if has_c:
             inp, _, c = _aten.lstm_layer(inp, (hx[0], hx[1]), w, bias=m.bias, training=m.training)
             finals[1].append(c if final_lane is None else c.index_select(1, final_lane))
         else:
@@ -190,6 +190,6 @@ def run_chunked(
         if i:
             mask = keep[i - 1].view(1, -1, 1)
             tensors = tuple(s * mask for s in tensors)
-        y, tensors = _aten.run_sequence_module(m, x[a:e], tensors, paired=len(tensors) == 2, fuse=True)
+        y, tensors = _aten.run_sequence_module(m, x[a:e], tensors, has_c=len(tensors) == 2, fuse=True)
         outputs.append(y)
     return torch.cat(outputs), tensors

@@ -83,11 +83,32 @@ def check_replay(state: RecurrentState, starts: np.ndarray) -> None:
         return
     t_bad, b_bad = np.nonzero(missing)
     at = ticks[b_bad] + t_bad
+    order = np.lexsort((rows[b_bad], at))  # by tick, then row
+    t_bad, b_bad, at = t_bad[order], b_bad[order], at[order]
+    mistake, what = _which_mistake(starts, t_bad, b_bad)
+    pairs = [(int(r), int(k)) for r, k in zip(rows[b_bad], at, strict=True)]
     report(ReplayAlignmentError(
-        f"episode_starts miss {t_bad.size} episode start(s) the clock recorded: rows"
-        f" {format_rows(rows[b_bad])} began new episodes at ticks {format_rows(at)} (steps"
-        f" {format_rows(t_bad)} of the sequence), but the replay does not restart them there"
-        " (all-zero starts, or starts shifted by a step?)",
-        kind="replay-starts", fix=_STARTS_FIX,
+        f"episode_starts miss {t_bad.size} episode start(s) the clock recorded; {what}; the replay"
+        f" does not restart these (row, tick) pairs: {format_rows(pairs)}",
+        kind="replay-starts", fix=_STARTS_FIX, mistake=mistake, pairs=pairs,
         rows=rows[b_bad].tolist(), ticks=at.tolist(), snapshot_ticks=ticks.tolist(), clock_tick=clock.tick,
     ))
+
+
+def _which_mistake(starts: np.ndarray, t_bad: np.ndarray, b_bad: np.ndarray) -> tuple[str, str]:
+    """Name the mistake behind missing starts: all zero, shifted by +1 or -1 step, or some missing.
+
+    Shifted by +1 (one step late): every missed start has a start one step later in its row (or
+    the sequence ends there); by -1 (one step early): one step earlier (or it begins there).
+    """
+    if not starts.any():
+        return "all-zero", "they are all zero"
+    T = int(starts.shape[0])
+    late_ok = (t_bad + 1 >= T) | starts[np.minimum(t_bad + 1, T - 1), b_bad]
+    early_ok = (t_bad == 0) | starts[np.maximum(t_bad - 1, 0), b_bad]
+    if late_ok.all() and (t_bad + 1 < T).any():
+        return "shifted+1", "they are shifted by +1 (one step late: the flags of the step AFTER the start?)"
+    if early_ok.all() and (t_bad > 0).any():
+        return "shifted-1", ("they are shifted by -1 (one step early: the done flag stored at the step that"
+                             " ended the episode, not at the next one?)")
+    return "missing", "some are missing (not all zero, not shifted by a step)"

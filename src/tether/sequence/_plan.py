@@ -28,19 +28,19 @@ class Lanes:
 
 
 def _finish(
-    length: int, lanes: int, out: np.ndarray, resets: np.ndarray, lstm: bool, masks_start: bool,
+    length: int, lanes: int, out: np.ndarray, resets: np.ndarray, has_c: bool, masks_start: bool,
     final_lane: np.ndarray | None = None, init_row: np.ndarray | None = None,
 ) -> Lanes:
     """Fill in the source of every position: reset steps at ``resets``, and hold (LSTM) or reset
     (GRU) steps at every other position without a step."""
     steps = out.size
-    source = np.full(length * lanes, steps + 1 if lstm else steps, dtype=np.int64)
+    source = np.full(length * lanes, steps + 1 if has_c else steps, dtype=np.int64)
     source[resets] = steps
     source[out] = np.arange(steps, dtype=np.int64)
     return Lanes(length, lanes, source, out, final_lane, init_row, masks_start)
 
 
-def plan_padded(starts: np.ndarray, lstm: bool) -> Lanes:
+def plan_padded(starts: np.ndarray, has_c: bool) -> Lanes:
     """Each episode segment is its own lane, from the row's state (first) or zeros (the others)."""
     T, B = starts.shape
     begins = starts.copy()
@@ -58,10 +58,10 @@ def plan_padded(starts: np.ndarray, lstm: bool) -> Lanes:
     out = (pos * lanes + seg).ravel()
     init_row = np.full(lanes, B, dtype=np.int64)
     init_row[first] = np.where(starts[0], B, np.arange(B))
-    return _finish(int(pos.max()) + 1, lanes, out, out[:0], lstm, True, first + count - 1, init_row)
+    return _finish(int(pos.max()) + 1, lanes, out, out[:0], has_c, True, first + count - 1, init_row)
 
 
-def plan_spliced(starts: np.ndarray, lstm: bool) -> Lanes:
+def plan_spliced(starts: np.ndarray, has_c: bool) -> Lanes:
     """Lane ``b`` is row ``b``, with a reset step spliced in before each start.
 
     A start at ``t = 0`` becomes a reset step too when its row has room before the busiest
@@ -75,4 +75,4 @@ def plan_spliced(starts: np.ndarray, lstm: bool) -> Lanes:
     out = ((before + np.arange(T)[:, None]) * B + np.arange(B)).ravel()
     begins = starts if fold else starts[1:]
     resets = out[out.size - begins.size :][begins.ravel()] - B  # one position before each start
-    return _finish(T + int(before[-1].max()), B, out, resets, lstm, fold)
+    return _finish(T + int(before[-1].max()), B, out, resets, has_c, fold)

@@ -22,24 +22,24 @@ def lanes_supported(m: nn.RNNBase) -> bool:
             and not _aten.has_hooks(m))
 
 
-def saturates(lstm: bool, device: torch.device, dtype: torch.dtype) -> bool:
+def saturates(has_c: bool, device: torch.device, dtype: torch.dtype) -> bool:
     """Probe once per (LSTM or GRU, device type, dtype) that reset / hold steps are exact here.
 
     The lane strategies rely on the fused kernel's sigmoid returning exactly 0 and 1 far from
     zero. Every kernel we know does; this tiny check (one device sync, once) keeps ``"auto"`` exact
     on any other, by falling back to ``"chunked"``.
     """
-    key = (lstm, device.type, dtype)
+    key = (has_c, device.type, dtype)
     if key not in _PROBED:
         with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
             torch.manual_seed(0)
-            m = (nn.LSTM if lstm else nn.GRU)(3, 4, num_layers=2).to(device, dtype)
+            m = (nn.LSTM if has_c else nn.GRU)(3, 4, num_layers=2).to(device, dtype)
             starts = np.array([[0, 0], [0, 1], [1, 0], [0, 0], [1, 1]], dtype=bool)
             x = torch.linspace(-2, 2, 30, device=device, dtype=dtype).view(5, 2, 3).requires_grad_()
             h0 = torch.full((2, 2, 4), 0.5, device=device, dtype=dtype)
-            tensors = (h0, -h0) if lstm else (h0,)
+            tensors = (h0, -h0) if has_c else (h0,)
             try:
-                got = run_lanes(m, x, tensors, plan_spliced(starts, lstm))
+                got = run_lanes(m, x, tensors, plan_spliced(starts, has_c))
                 want = run_chunked(m, x, tensors, starts)
                 tol = 1e-4 if dtype in (torch.float32, torch.float64) else 5e-2
                 pairs = [(got[0], want[0]), *zip(got[1], want[1], strict=True)]

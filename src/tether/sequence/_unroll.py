@@ -91,9 +91,14 @@ def unroll(
     one fused call per layer (see :mod:`tether.sequence`), or lays each episode segment out as its
     own lane when starts are so dense that this pads less.
 
-    No lifecycle check is made here (the state is usually a stored snapshot replayed for
-    training); the shapes, device and dtype are checked. Planning reads ``episode_starts`` on the
-    host: pass it as a numpy array (or a CPU tensor, or a plan); a CUDA tensor costs one sync.
+    The lifecycle is checked as for a tracked step, host side, with no device sync: from a live
+    state the unroll is a step of ``T`` (:meth:`TrackedRNN.check <tether.TrackedRNN.check>`:
+    rows restarting at ``t = 0`` may hold an ended episode; rows restarted inside take the clock's
+    episode ids); from a snapshot it is a replay, checked against what the clock recorded (a
+    snapshot taken after the rollout, or ``episode_starts`` that miss recorded starts, raise
+    :class:`~tether.ReplayAlignmentError`). The shapes, device and dtype are checked too.
+    Planning reads ``episode_starts`` on the host: pass it as a numpy array (or a CPU tensor, or a
+    plan); a CUDA tensor costs one sync.
 
     Args:
         core: a tracked ``nn.LSTM`` or ``nn.GRU`` (any layers, ``batch_first=False``); another
@@ -117,6 +122,8 @@ def unroll(
             unknown strategy, a strategy the module cannot run, or a plan made for another shape
             or module type.
         StateMismatchError: when the state does not fit the core or the batch.
+        StaleStateError / GraphLeakError: from a live state, as for a tracked step (strict mode).
+        ReplayAlignmentError: from a snapshot that does not line up with the clock (strict mode).
 
     Shapes:
         ``x [T, B, in]``, ``episode_starts [T, B]``, state tensors ``[L, B, H]`` ->
@@ -152,8 +159,8 @@ def _run(core: TrackedRNN, x: torch.Tensor, plan: UnrollPlan, state: RecurrentSt
     if plan.auto and _fast_gru(m, x, state):
         y, h = gru_unroll(cast(nn.GRU, m), x, state.tensors[0], starts if starts.any() else None)
         return y, (h,)
-    lstm = isinstance(m, nn.LSTM)
-    if lanes is not None and not (lanes_supported(m) and saturates(lstm, x.device, x.dtype)):
+    has_c = isinstance(m, nn.LSTM)
+    if lanes is not None and not (lanes_supported(m) and saturates(has_c, x.device, x.dtype)):
         lanes = None  # a hook added since planning, or autocast to an unprobed dtype: exact fallback
     tensors = state.tensors
     if starts[0].any() and not (lanes is not None and lanes.masks_start):
@@ -162,7 +169,7 @@ def _run(core: TrackedRNN, x: torch.Tensor, plan: UnrollPlan, state: RecurrentSt
     if lanes is not None:
         y, tensors = run_lanes(m, x, tensors, lanes, plan.index_on(x.device))
     elif plan.strategy == "fused":
-        y, tensors = _aten.run_sequence_module(m, x, tensors, paired=len(tensors) == 2, fuse=True)
+        y, tensors = _aten.run_sequence_module(m, x, tensors, has_c=len(tensors) == 2, fuse=True)
     else:
         y, tensors = run_chunked(m, x, tensors, starts)
     return y, tensors
