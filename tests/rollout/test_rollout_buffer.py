@@ -40,7 +40,7 @@ def test_gae_hand_computed() -> None:
     valid = torch.tensor([[T, T], [T, T], [F, T], [T, T]])
     last = torch.tensor([8.0, 2.0])
     adv, ret = compute_gae(rewards, values, terminated, truncated, bootstrap, last, valid=valid,
-                           gamma=0.5, lam=0.5)
+                           gamma=0.5, gae_lambda=0.5)
     # Column 0: t3: 4 + .5*8 - 2 = 6. t2 invalid: 0. t1 truncated: 2 + .5*4 - 1 = 3 (no carry).
     #           t0: (1 + .5*1 - 1) + .25*3 = 1.25.
     # Column 1: t3: 1 + .5*2 - .5 = 1.5. t2: (1 + .25 - .5) + .25*1.5 = 1.125. t1 terminated:
@@ -86,7 +86,7 @@ def test_gae_matches_the_textbook_recursion(data: st.DataObject) -> None:
     gamma, lam = data.draw(st.floats(0, 1)), data.draw(st.floats(0, 1))
     col = lambda xs, dt=torch.float32: torch.tensor(xs, dtype=dt).view(n, 1)  # noqa: E731
     adv, ret = compute_gae(col(r), col(v), col(term, torch.bool), col(trunc, torch.bool), col(boot),
-                           torch.tensor([last]), valid=col(valid, torch.bool), gamma=gamma, lam=lam)
+                           torch.tensor([last]), valid=col(valid, torch.bool), gamma=gamma, gae_lambda=lam)
     want = _reference_gae(r, v, term, trunc, boot, valid, last, gamma, lam)
     assert_close(adv[:, 0], torch.tensor(want), atol=1e-4, rtol=1e-4)
     assert_close(ret[:, 0], torch.where(col(valid, torch.bool)[:, 0], adv[:, 0] + col(v)[:, 0], 0.0))
@@ -105,9 +105,9 @@ def test_gae_rejects_bad_inputs() -> None:
 def _collected(num_steps: int, chunk_len: int | None, policy: Any = None,
                mode_: AutoresetMode = AutoresetMode.NEXT_STEP) -> RecurrentRolloutBuffer:
     venv = TrackedVectorEnv(make_vec("sync", mode_, TWO_ENVS))
-    buf = RolloutCollector(venv, policy or CounterPolicy(), num_steps=num_steps, chunk_len=chunk_len).collect()
+    buf = RolloutCollector(venv, policy or CounterPolicy(), num_steps=num_steps, seq_len=chunk_len).collect()
     venv.close()
-    buf.compute_advantages(gamma=0.9, lam=0.8)
+    buf.compute_advantages(gamma=0.9, gae_lambda=0.8)
     return buf
 
 
@@ -238,7 +238,7 @@ def test_long_strict_run_with_one_step_episodes(mode_: AutoresetMode) -> None:
     specs = [{"length": 1}, {"length": 2, "ending": "terminate"}, {"length": 5}]
     policy = LSTMPolicy()
     with TrackedVectorEnv(make_vec("sync", mode_, specs)) as venv:
-        collector = RolloutCollector(venv, policy, num_steps=20, chunk_len=6)
+        collector = RolloutCollector(venv, policy, num_steps=20, seq_len=6)
         lengths: list[int] = []
         for _ in range(3):
             buf = collector.collect()

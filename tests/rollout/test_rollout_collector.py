@@ -86,7 +86,7 @@ def test_gae_on_collected_next_step_rollout() -> None:
     """γ=0.5, λ=1: returns are discounted sums with the truncation bootstrap, 0 at invalid steps."""
     with TrackedVectorEnv(make_vec("sync", AutoresetMode.NEXT_STEP, TWO_ENVS)) as venv:
         buf = RolloutCollector(venv, CounterPolicy(), num_steps=6).collect()
-        _, returns = buf.compute_advantages(gamma=0.5, lam=1.0)
+        _, returns = buf.compute_advantages(gamma=0.5, gae_lambda=1.0)
         # env 0: t4 = 12 + .5*312 (bootstrap) = 168, t3 = 11 + .5*168 = 95; t1 = 2 + .5*302 = 153,
         #        t0 = 1 + .5*153 = 77.5; t2, t5 invalid.
         # env 1: t5 = 12 + .5*312 (last value) = 168, t4 = 11 + 84 = 95; t3 invalid;
@@ -118,7 +118,7 @@ def test_grad_enabled_policy_stores_no_graph() -> None:
     policy = LSTMPolicy()
     assert all(p.requires_grad for p in policy.parameters())
     with TrackedVectorEnv(make_vec("sync", AutoresetMode.NEXT_STEP, TWO_ENVS)) as venv:
-        collector = RolloutCollector(venv, policy, num_steps=8, chunk_len=4)
+        collector = RolloutCollector(venv, policy, num_steps=8, seq_len=4)
         buf = collector.collect()
         assert collector.state is not None
         assert not collector.state.has_graph
