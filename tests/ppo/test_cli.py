@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tether.cli import _without_nproc, main
-from tether.ppo import read_metrics
+from tether.train import read_metrics
 
 TINY = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
         "--minibatch-envs", "1", "--hidden-size", "8", "--encoder-size", "8", "--no-progress",

@@ -282,7 +282,8 @@ class RecurrentRolloutBuffer:
                                " steps were added")
         self.last_value = StepCheck(self.num_envs, self.device).floats("last_value", last_value)
 
-    def compute_advantages(self, gamma: float = 0.99, gae_lambda: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_advantages(self, gamma: float = 0.99,
+                           gae_lambda: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(γ, λ) with the truncation bootstrap; see :func:`~tether.rollout.compute_gae`.
 
         Args:
