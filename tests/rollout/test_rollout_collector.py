@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from tether import RecurrentState, StateMismatchError
+from tether import EpisodeClock, RecurrentState, StateMismatchError
 from tether.policy import ActResult, RecurrentPolicy
-from tether.rollout import RolloutCollector, TrackedVectorEnv
+from tether.rollout import RolloutCollector, RolloutSink, TrackedVectorEnv, Transition
 
 from .helpers import TWO_ENVS, CounterPolicy, CountingEnv, LSTMPolicy, make_vec
 
@@ -249,3 +249,99 @@ def test_collector_wraps_a_raw_vector_env_and_rejects_a_single_env() -> None:
     collector.venv.close()
     with pytest.raises(TypeError, match=r"expected a gymnasium\.vector\.VectorEnv.*SyncVectorEnv"):
         RolloutCollector(CountingEnv(), CounterPolicy(), 2)  # type: ignore[arg-type]
+
+
+# ---- the sink -----------------------------------------------------------------------------------
+class _RecordingSink:
+    """A sink as a replay buffer would be one: it keeps each step's stamps and extras, no PPO fields."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.steps: list[Transition] = []
+        self.stamps: list[tuple[list[int], int | None, list[int]]] = []
+        self.clock: EpisodeClock | None = None
+
+    def begin(self, num_steps: int, clock: EpisodeClock) -> None:
+        self.calls.append(f"begin {num_steps}")
+        self.clock = clock
+
+    def write(self, step: Transition) -> None:
+        assert self.clock is not None
+        self.calls.append("write")
+        self.steps.append(step)
+        # The state fed at this step carries the rows' episode ids and the tick of step.obs; the
+        # clock has moved on by one tick when the sink sees it.
+        self.stamps.append((step.state.episode_ids.tolist(), step.state.tick, self.clock.episode_ids.tolist()))
+
+    def finish(self, last_value: torch.Tensor) -> None:
+        self.calls.append(f"finish {last_value.tolist()}")
+
+
+class _VersionedResult(NamedTuple):
+    actions: torch.Tensor
+    log_prob: torch.Tensor
+    value: torch.Tensor
+    state: RecurrentState
+    q_max: torch.Tensor
+
+
+class _ExtraOutputs(CounterPolicy):
+    """An act result with one more output than ActResult's: it reaches the sink by name."""
+
+    def act(self, obs: torch.Tensor, state: RecurrentState, masks: Any = None,
+            deterministic: bool = False) -> Any:
+        result = super().act(obs, state, masks, deterministic)
+        return _VersionedResult(*result, q_max=result.value + 0.5)
+
+
+def test_the_collector_writes_each_step_to_any_sink() -> None:
+    """begin, one write per step, finish; the transition carries flags, stamps and the policy's extras."""
+    with TrackedVectorEnv(make_vec("sync", AutoresetMode.SAME_STEP, TWO_ENVS)) as venv:
+        collector = RolloutCollector(venv, _ExtraOutputs(), num_steps=6)
+        sink = _RecordingSink()
+        assert isinstance(sink, RolloutSink)
+        assert collector.collect(sink) is sink
+        assert sink.calls == ["begin 6", *["write"] * 6, "finish [130.0, 120.0]"]
+        steps = sink.steps
+        assert [s.episode_starts.tolist() for s in steps] == [list(r) for r in zip(*SAME_STEP["episode_starts"],
+                                                                                    strict=True)]
+        assert [s.truncated.tolist() for s in steps] == [list(r) for r in zip(*SAME_STEP["truncated"], strict=True)]
+        assert [s.bootstrap_values.tolist() for s in steps] == [
+            list(r) for r in zip(*SAME_STEP["bootstrap_values"], strict=True)]
+        for s in steps:
+            assert set(s.extras) == {"log_prob", "value", "q_max"}
+            torch.testing.assert_close(s.extras["q_max"], s.extras["value"] + 0.5)
+            assert not s.state.has_graph
+        # Ticks 0..5; ids renewed at each start (env 0 every 2 steps, env 1 every 3).
+        assert [tick for _, tick, _ in sink.stamps] == [0, 1, 2, 3, 4, 5]
+        ids = [ids for ids, _, _ in sink.stamps]
+        assert ids[0] != ids[2] and ids[2][0] != ids[0][0] and ids[3][1] != ids[0][1]
+        assert all(ids[t][1] == ids[0][1] for t in range(3))
+        # The stamps are the clock's at that step: equal to what the clock said one step later for
+        # the rows that did not end.
+        for t in range(5):
+            ended = steps[t].terminated | steps[t].truncated
+            assert [i for i, e in zip(ids[t], ended, strict=True) if not e] == [
+                i for i, e in zip(sink.stamps[t][2], ended, strict=True) if not e]
+
+
+def test_the_on_policy_buffer_needs_log_prob_and_value() -> None:
+    """The buffer reads the extras it stores by name: a policy without them is named in a KeyError."""
+
+    class _NoValue(NamedTuple):
+        actions: torch.Tensor
+        state: RecurrentState
+
+    class _Bare(CounterPolicy):
+        def act(self, obs: torch.Tensor, state: RecurrentState, masks: Any = None,
+                deterministic: bool = False) -> Any:
+            result = super().act(obs, state, masks, deterministic)
+            return _NoValue(result.actions, result.state)
+
+    with TrackedVectorEnv(make_vec("sync", AutoresetMode.SAME_STEP, TWO_ENVS)) as venv:
+        collector = RolloutCollector(venv, _Bare(), num_steps=2)
+        with pytest.raises(KeyError, match="log_prob"):
+            collector.collect()
+        assert collector.state is not None
+        assert collector.state.tick == venv.clock.tick == 1  # the step the buffer refused is committed
+        assert len(collector.collect(_RecordingSink()).steps) == 2  # another sink takes the run on

@@ -205,14 +205,15 @@ class RolloutCollector:
                                         "policy.value(bootstrap=True)")
             trunc = torch.as_tensor(step.truncated, device=self.device)
             bootstrap = torch.where(trunc, value.to(bootstrap.dtype), bootstrap)
-        sink.write(Transition(obs=obs, actions=result.actions, rewards=step.reward,
-                              terminated=step.terminated, truncated=step.truncated,
-                              episode_starts=self._starts, valid=step.valid, state=state, extras=extras,
-                              bootstrap_values=bootstrap, final_obs=step.final_obs, action_masks=masks))
+        transition = Transition(obs=obs, actions=result.actions, rewards=step.reward,
+                                terminated=step.terminated, truncated=step.truncated,
+                                episode_starts=self._starts, valid=step.valid, state=state, extras=extras,
+                                bootstrap_values=bootstrap, final_obs=step.final_obs, action_masks=masks)
         self.state = next_state.reset(step.episode_starts)
         self._obs, self._info, self._starts = step.obs, step.info, step.episode_starts
         self.total_steps += self.num_envs
         self._record(step)
+        sink.write(transition)  # a sink refusing the step leaves the collector's run consistent
         bad_final = np.intersect1d(nonfinite_rows(step.final_obs, self.num_envs), np.flatnonzero(step.done))
         if bad_final.size:
             raise ValueError(
