@@ -44,7 +44,8 @@ __all__ = ["RolloutCollector"]
 
 _Sink = TypeVar("_Sink", bound=RolloutSink)
 MaskSource = str | Callable[[Any, dict[str, Any]], Any] | None
-_PROTOCOL = ("initial_state", "act", "value", "env_actions", "evaluate_actions")
+# What collection calls of a RecurrentPolicy (evaluate_actions is the trainer's, not needed here).
+_PROTOCOL = ("initial_state", "act", "value", "env_actions")
 _CARRIED = frozenset({"actions", "state"})  # what the collector itself uses of an ActResult
 
 
