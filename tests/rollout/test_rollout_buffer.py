@@ -102,10 +102,10 @@ def test_gae_rejects_bad_inputs() -> None:
         compute_gae(z, z, b, b, z, torch.zeros(2), gamma=1.5)
 
 
-def _collected(num_steps: int, chunk_len: int | None, policy: Any = None,
+def _collected(num_steps: int, seq_len: int | None, policy: Any = None,
                mode_: AutoresetMode = AutoresetMode.NEXT_STEP) -> RecurrentRolloutBuffer:
     venv = TrackedVectorEnv(make_vec("sync", mode_, TWO_ENVS))
-    buf = RolloutCollector(venv, policy or CounterPolicy(), num_steps=num_steps, seq_len=chunk_len).collect()
+    buf = RolloutCollector(venv, policy or CounterPolicy(), num_steps=num_steps, seq_len=seq_len).collect()
     venv.close()
     buf.compute_advantages(gamma=0.9, gae_lambda=0.8)
     return buf
@@ -155,11 +155,11 @@ def test_whole_rollout_sequences_and_reproducible_shuffle() -> None:
 
 
 @pytest.mark.parametrize("mode_", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=lambda m: m.name)
-@pytest.mark.parametrize("chunk_len", [None, 3, 4])
-def test_replay_reproduces_collection(mode_: AutoresetMode, chunk_len: int | None) -> None:
+@pytest.mark.parametrize("seq_len", [None, 3, 4])
+def test_replay_reproduces_collection(mode_: AutoresetMode, seq_len: int | None) -> None:
     """evaluate_actions from the stored snapshots and starts gives the collection-time numbers."""
     policy = LSTMPolicy()
-    buf = _collected(10, chunk_len, policy, mode_)
+    buf = _collected(10, seq_len, policy, mode_)
     for mb in buf.minibatches(2, generator=torch.Generator().manual_seed(0)):
         out = policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state, mb.action_masks)
         m = mb.loss_mask

@@ -95,16 +95,18 @@ class RecurrentPPO:
                        build_optimizer=lambda p: torch.optim.Adam(p.parameters(), lr=config.learning_rate,
                                                                   eps=1e-5, foreach=True),
                        rollout_steps=config.n_steps, progress=progress)
+        space = self.run.venv.single_action_space
+        if config.action_masks and not _has_discrete(space):
+            self.run.close()
+            raise ConfigError(
+                f"action_masks: masks apply to discrete actions, but {config.env_id} has the action space"
+                f" {space}; drop --action-masks for this task"
+            )
         self.buffer = RecurrentRolloutBuffer(config.n_steps, config.num_envs, seq_len=config.seq_len or None,
                                              device=self.run.device)
 
     def _build_policy(self, venv: gym.vector.VectorEnv[Any, Any, Any]) -> nn.Module:
         c = self.config
-        if c.action_masks and not _has_discrete(venv.single_action_space):
-            raise ConfigError(
-                f"action_masks: masks apply to discrete actions, but {c.env_id} has the action space"
-                f" {venv.single_action_space}; drop --action-masks for this task"
-            )
         policy: nn.Module = FactoredRecurrentActorCritic(
             venv.single_observation_space, venv.single_action_space,
             hidden_sizes=(c.encoder_size,) if c.encoder_size else (), core=c.core,
@@ -300,9 +302,10 @@ class RecurrentPPO:
             CheckpointError: for a corrupt or foreign file, or a network that does not fit.
             ConfigError: for an unknown override or a checkpoint whose settings are not valid.
         """
-        source, data = Run.read(path, "ppo", overrides.get("device", "cpu"))
+        source, data = Run.read(path, "ppo")
         settings = {**data["config"], "run_dir": str(source.parent), **overrides}
         config = PPOConfig.from_dict(settings, source=str(source))
+        Run.check_ranks(source, data, config.device)
         trainer = cls(config, progress=progress)
         try:
             trainer.run.restore(data, source)

@@ -174,13 +174,15 @@ class Run:
             self.dist.barrier()  # no rank reads the file before it is whole
 
     @staticmethod
-    def read(path: str | Path, algo: str, device: str) -> tuple[Path, dict[str, Any]]:
+    def read(path: str | Path, algo: str) -> tuple[Path, dict[str, Any]]:
         """Read a run's checkpoint (a file, or a run folder holding ``checkpoint.pt``) for ``algo``.
+
+        Returns:
+            The file read and its payload.
 
         Raises:
             FileNotFoundError: when there is no checkpoint there.
             CheckpointError: for a corrupt or foreign file, or another algorithm's.
-            ConfigError: for a run trained on another number of ranks than this job has.
         """
         source = Path(path)
         if source.is_dir():
@@ -195,12 +197,22 @@ class Run:
         if saved_algo != algo:
             raise CheckpointError(f"{source}: this is a {saved_algo!r} run, not {algo!r};"
                                   f" use tether train --algo {saved_algo}")
+        return source, data
+
+    @staticmethod
+    def check_ranks(source: Path, data: dict[str, Any], device: str) -> None:
+        """Refuse to continue a run on another number of ranks than it was trained on.
+
+        Joins the job's process group for ``device`` (as the run will) to count the ranks.
+
+        Raises:
+            ConfigError: naming both counts and the command that resumes it.
+        """
         saved, now = data.get("world_size", 1), distributed.init(device).world_size
         if saved != now:
             raise ConfigError(
                 f"{source}: this run was trained on {saved} rank(s) and cannot continue on {now};"
                 f" resume it on {saved} (tether train --resume DIR --nproc {saved})")
-        return source, data
 
     def restore(self, data: dict[str, Any], source: Path) -> None:
         """Continue the run saved in ``data`` (read from ``source``): weights, optimiser, counters, ranks.
