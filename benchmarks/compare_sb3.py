@@ -42,7 +42,8 @@ import torch
 import tether
 import tether.envs  # registers tether/CartPole-NoVel-v0 (also in the --run subprocesses)
 from tether.bench.provenance import collect
-from tether.ppo import PPOConfig, RecurrentPPO, read_metrics
+from tether.ppo import PPOConfig, RecurrentPPO
+from tether.train import read_metrics
 
 try:
     import sb3_contrib
@@ -385,7 +386,7 @@ _STAGES = (
     ("    clip_grad_norm_", "nn/utils/clip_grad.py", "clip_grad_norm_"),
     ("    Adam.step", "torch/optim/adam.py", "step"),
     ("  save (checkpoints)", "tether/ppo/trainer.py", "save"),
-    ("  MetricsLogger.log", "tether/ppo/metrics.py", "log"),
+    ("  MetricsLogger.log", "tether/train/metrics.py", "log"),
 )
 
 
