@@ -334,14 +334,28 @@ def _draw_curves(run_dir: Path) -> None:
         print(f"learning curve: {png}")
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from tether.ppo import RecurrentPPO  # noqa: PLC0415
+def _trainer_of(path: Path) -> Any:
+    """The trainer class of the run saved at ``path`` (a file or a run folder), by its ``algo``."""
+    from tether.errors import CheckpointError  # noqa: PLC0415
+    from tether.train.checkpoint import load_checkpoint  # noqa: PLC0415
 
+    source = path / "checkpoint.pt" if path.is_dir() else path
+    if not source.exists():  # the trainer's load says what is missing
+        return ALGORITHMS["ppo"].trainer_class()
+    name = load_checkpoint(source).get("algo", "ppo")  # checkpoints before the algo key are PPO's
+    if name not in ALGORITHMS:
+        raise CheckpointError(f"{source}: a run of the algorithm {name!r}, which this tether does not know"
+                              f" (it knows {', '.join(sorted(ALGORITHMS))})")
+    return ALGORITHMS[name].trainer_class()
+
+
+def _eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected at least 1, got {args.episodes}")
     if args.seed < 0:
         raise ConfigError(f"--seed: expected 0 or more (gymnasium seeds are non-negative), got {args.seed}")
-    trainer = RecurrentPPO.load(args.checkpoint, progress=False, allow_imports=args.env_imports)
+    trainer = _trainer_of(args.checkpoint).load(args.checkpoint, progress=False,
+                                                allow_imports=args.env_imports)
     try:
         result = trainer.evaluate(args.episodes, seed=args.seed, deterministic=not args.stochastic)
     finally:

@@ -210,3 +210,29 @@ def test_plot_of_unplottable_runs_is_one_line(run: Path, tmp_path: Path,
     assert main(["plot", str(broken)]) == 2
     assert "metrics.jsonl:2: not a JSON record" in _one_error_line(capsys.readouterr().err, "plot")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(("algo", "message"), [
+    ("r2d3", r"a run of the algorithm 'r2d3', which this tether does not know \(it knows ppo\)"),
+    (None, None),  # a checkpoint written before the algo key: PPO's
+])
+def test_eval_picks_the_trainer_of_the_checkpoints_algo(algo: str | None, message: str | None, run: Path,
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tether eval` loads the run with the trainer its checkpoint names; an unknown one is one line."""
+    data = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert data["algo"] == "ppo"
+    if algo is None:
+        del data["algo"]
+    else:
+        data["algo"] = algo
+    saved = tmp_path / "other" / "checkpoint.pt"
+    saved.parent.mkdir()
+    torch.save(data, saved)
+    code = main(["eval", str(saved), "--episodes", "1"])
+    captured = capsys.readouterr()
+    if message is None:
+        assert code == 0, captured.err
+        assert "mean return" in captured.out
+    else:
+        assert code == 2
+        assert re.search(message, _one_error_line(captured.err, "eval"))
