@@ -170,17 +170,31 @@ def _act_step(data: dict[str, Any]) -> str:
 
 
 def _e2e(data: dict[str, Any]) -> str:
-    """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``)."""
+    """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``).
+
+    Results that also hold steps per CPU-second (the runs' own CPU time, which the other jobs of a
+    shared machine disturb far less than the wall clock) show them beside the wall-clock rates.
+    """
     # "now" is the commit the line under the table names; "before" the reference the script was given
     names = {"now": "measured commit", "before": f"before ({str(data.get('before_commit'))[:10]})"}
-    lines = ["| sources | core | median steps/s | per run |", "|---|---|---:|---|"]
+    cpu = data.get("cpu_medians")
+    if cpu:
+        lines = ["| sources | core | median steps/s | per run | median steps per CPU-second |",
+                 "|---|---|---:|---|---:|"]
+    else:
+        lines = ["| sources | core | median steps/s | per run |", "|---|---|---:|---|"]
     for key, rates in data["steps_per_second"].items():
         tree, core = key.split("/")
+        extra = f" {cpu[key]:.0f} |" if cpu else ""
         lines.append(f"| {names[tree]} | {core} | {data['medians'][key]:.0f} |"
-                     f" {', '.join(f'{v:.0f}' for v in rates)} |")
+                     f" {', '.join(f'{v:.0f}' for v in rates)} |{extra}")
     ratios = "; ".join(f"{k}: **{v:.2f}×**" for k, v in data["ratios"].items())
-    return "\n".join([*lines, "", f"{ratios}. {data['steps']} env steps a run, {data['rounds']} alternated"
-                      " rounds, ratios of medians."])
+    text = [*lines, "", f"{ratios}. {data['steps']} env steps a run, {data['rounds']} alternated"
+            " rounds, ratios of medians."]
+    if data.get("cpu_ratios"):
+        per_cpu = "; ".join(f"{k}: **{v:.2f}×**" for k, v in data["cpu_ratios"].items())
+        text += ["", f"Per CPU-second: {per_cpu}."]
+    return "\n".join(text)
 
 
 def _learning(data: dict[str, Any]) -> str:
