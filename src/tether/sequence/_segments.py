@@ -143,7 +143,7 @@ def _place_ends(finals: list[tuple[torch.Tensor, ...]], restarting: torch.Tensor
     """Each call's final state at its last step, kept for the rows whose segment ends there."""
     ends = []
     last = torch.from_numpy(np.append(times - 1, steps - 1)).to(restarting.device, non_blocking=True)
-    every = torch.ones_like(restarting[:1])
+    every = restarting.new_ones((1, restarting.shape[1]))
     keep = torch.cat([restarting, every]).view(len(finals), 1, -1, 1)
     for k in range(len(finals[0])):
         stacked = torch.stack([f[k] for f in finals])  # [calls, L, B, H]

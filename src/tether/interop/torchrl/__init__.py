@@ -27,7 +27,7 @@ for _name in ("torchrl", "tensordict"):
             " pip install 'tether-rl[torchrl]'"
         ) from _err
 
-from tether.interop.torchrl._check import LifecycleCheck, state_keys_of  # noqa: E402
+from tether.interop.torchrl._check import LifecycleCheck, check_slices, state_keys_of  # noqa: E402
 from tether.interop.torchrl._convert import (  # noqa: E402
     clock_entries,
     episode_ids_from_traj_count,
@@ -42,6 +42,7 @@ __all__ = [
     "GRUModule",
     "LSTMModule",
     "LifecycleCheck",
+    "check_slices",
     "clock_entries",
     "episode_ids_from_traj_count",
     "episode_starts_from_is_init",

@@ -22,7 +22,7 @@ from tether.clock import EpisodeClock
 from tether.errors import LifecycleError, StaleStateError, StateMismatchError
 from tether.modes import get_mode, report
 
-__all__ = ["LifecycleCheck", "state_keys_of"]
+__all__ = ["LifecycleCheck", "check_slices", "state_keys_of"]
 
 _PRIMER_FIX = ("append the policy's primer to the env, after LifecycleCheck:"
                " env.append_transform(policy_module.make_tensordict_primer())"
@@ -226,3 +226,64 @@ class LifecycleCheck(Transform):  # type: ignore[misc]
                 fix="let the env carry ('next', state) to the root: register the state keys with "
                     + _PRIMER_FIX + ", and do not edit the state keys between steps", rows=rows))
         return errors
+
+
+_SLICE_FIX = ("mark the first step of every slice is_init=True: SliceSampler does by default (init_key="
+              "'is_init'); for a hand-built batch set is_init[..., 0, :] = True on each slice")
+
+
+def _ids(td: TensorDictBase) -> torch.Tensor | None:
+    for key in (("collector", "traj_ids"), "traj_count"):
+        value = td.get(key, None)
+        if value is not None:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def check_slices(data: TensorDictBase, *, init_key: str = "is_init") -> None:
+    """Check that a batch of sequences for a recurrent loss marks every slice start with ``is_init``.
+
+    TorchRL's recurrent mode runs each row of ``data [*B, T]`` as one sequence, cut only where
+    ``is_init`` is True; slices of different episodes (or distant parts of one) laid end to end in
+    a row without ``is_init`` at their joins run as one: the state of one leaks into the next.
+    The witnesses are the keys the pipeline stored: ``step_count`` (``StepCounter``) must grow by
+    one and the trajectory id (``("collector", "traj_ids")`` or ``TrajCounter``'s ``traj_count``)
+    must stay put from one step to the next wherever ``is_init`` is False. Padded steps (a False
+    ``("collector", "mask")`` / ``"mask"``) are skipped. Without a witness nothing is checked.
+
+    Args:
+        data: a batch laid out ``[*B, T]`` (time last), as a recurrent loss receives it.
+        init_key: the key of the start flags.
+
+    Raises:
+        StaleStateError: at a join without ``is_init`` (strict mode; warn mode warns; off skips).
+    """
+    if get_mode() == "off" or data.ndim == 0:
+        return
+    td = data.unsqueeze(0) if data.ndim == 1 else data if data.ndim == 2 else data.flatten(0, -2)
+    init, count, ids = td.get(init_key, None), td.get("step_count", None), _ids(td)
+    if init is None or (count is None and ids is None):
+        return
+    shape = tuple(td.shape)
+    mask = td.get(("collector", "mask"), None)
+    mask = td.get("mask", None) if mask is None else mask
+    joins = ~init.reshape(shape)[:, 1:]
+    if mask is not None:
+        valid = mask.reshape(shape).bool()
+        joins &= valid[:, 1:] & valid[:, :-1]
+    broken = torch.zeros_like(joins)
+    if count is not None:
+        c = count.reshape(shape)
+        broken |= c[:, 1:] != c[:, :-1] + 1
+    if ids is not None:
+        i = ids.reshape(shape)
+        broken |= i[:, 1:] != i[:, :-1]
+    rows, steps = (broken & joins).nonzero(as_tuple=True)
+    if rows.numel():
+        where = ", ".join(f"(row {int(r)}, t {int(t) + 1})" for r, t in zip(rows[:_SHOWN], steps[:_SHOWN],
+                                                                           strict=True))
+        more = f", and {rows.numel() - _SHOWN} more" if rows.numel() > _SHOWN else ""
+        report(StaleStateError(
+            f"check_slices: a new slice begins without is_init at {where}{more}: the recurrent module"
+            " carries the state of the slice before into it", kind="slice-leak", fix=_SLICE_FIX,
+            rows=rows.cpu().numpy()))
