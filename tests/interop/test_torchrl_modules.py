@@ -40,7 +40,7 @@ def _data(kind: str, layers: int, seed: int, density: float) -> TensorDict:
 
 def _grad_leaves(td: TensorDict) -> TensorDict:
     td = td.clone()
-    for key in td.keys():
+    for key in list(td.keys()):
         if td[key].is_floating_point():
             td[key] = td[key].detach().requires_grad_()
     return td
@@ -53,8 +53,8 @@ def _out_keys(module: Any) -> list[Any]:
 def _compare(ref: Any, ours: Any, td: TensorDict, recurrent: bool) -> None:
     """Forward outputs equal; gradients of one loss over them equal for parameters and inputs."""
     a, b = _grad_leaves(td), _grad_leaves(td)
-    leaves_a = [a[k] for k in a.keys() if a[k].requires_grad] + list(ref.parameters())
-    leaves_b = [b[k] for k in b.keys() if b[k].requires_grad] + list(ours.parameters())
+    leaves_a = [a[k] for k in list(a.keys()) if a[k].requires_grad] + list(ref.parameters())
+    leaves_b = [b[k] for k in list(b.keys()) if b[k].requires_grad] + list(ours.parameters())
     with trl.set_recurrent_mode(recurrent):
         out_a, out_b = ref(a), ours(b)
     g = torch.Generator().manual_seed(7)
@@ -141,7 +141,8 @@ def test_state_dicts_and_primers_match_torchrl(kind: str) -> None:
     ref, ours = _pair(kind, 2)
     assert list(ours.state_dict()) == list(ref.state_dict())
     ref.load_state_dict(ours.state_dict())
-    assert ours.in_keys == ref.in_keys and ours.out_keys == ref.out_keys
+    assert ours.in_keys == ref.in_keys
+    assert ours.out_keys == ref.out_keys
     assert ours.make_tensordict_primer().primers == ref.make_tensordict_primer().primers
 
 
@@ -149,7 +150,8 @@ def test_an_existing_core_is_adopted() -> None:
     """lstm= / gru= take an existing batch-first module, as TorchRL's do."""
     core = torch.nn.GRU(IN, H, batch_first=True)
     m = GRUModule(gru=core, in_keys=["obs", "h"], out_keys=["y", ("next", "h")])
-    assert m.gru is core and m.in_keys == ["obs", "h", "is_init"]
+    assert m.gru is core
+    assert m.in_keys == ["obs", "h", "is_init"]
 
 
 def test_options_it_cannot_honour_say_so() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,7 @@ def _by_segment(m: nn.RNNBase, x: torch.Tensor, starts: np.ndarray, restarts: tu
     ends = [torch.zeros_like(s) for s in restarts]
     for b in range(B):
         cuts = [0, *[t for t in range(1, T) if starts[t, b]], T]
-        for a, e in zip(cuts[:-1], cuts[1:], strict=True):
+        for a, e in itertools.pairwise(cuts):
             hx = tuple(s[a, :, b : b + 1] for s in restarts)
             out, new = m(x[a:e, b : b + 1], hx if len(hx) == 2 else hx[0])
             new = new if isinstance(new, tuple) else (new,)
@@ -37,15 +39,17 @@ def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> tuple[torch.Tenso
 
 
 @settings(max_examples=25, deadline=None)
-@given(kind=st.sampled_from(["lstm", "gru"]), layers=st.integers(1, 2), T=st.integers(1, 7), B=st.integers(1, 4),
+@given(kind=st.sampled_from(["lstm", "gru"]), layers=st.integers(1, 2), steps=st.integers(1, 7),
+       rows=st.integers(1, 4),
        seed=st.integers(0, 2**16), density=st.sampled_from([0.0, 0.2, 0.6]))
-def test_equals_running_each_segment_by_itself(kind: str, layers: int, T: int, B: int, seed: int, density: float) -> None:
+def test_equals_running_each_segment_by_itself(
+        kind: str, layers: int, steps: int, rows: int, seed: int, density: float) -> None:
     """Outputs, segment-end states and every gradient equal the per-segment reference."""
     torch.manual_seed(seed)
     m = (nn.LSTM if kind == "lstm" else nn.GRU)(3, 4, num_layers=layers)
-    starts = np.random.default_rng(seed).random((T, B)) < density
-    x = torch.randn(T, B, 3, requires_grad=True)
-    restarts = tuple(torch.randn(T, layers, B, 4, requires_grad=True) for _ in range(2 if kind == "lstm" else 1))
+    starts = np.random.default_rng(seed).random((steps, rows)) < density
+    x = torch.randn(steps, rows, 3, requires_grad=True)
+    restarts = tuple(torch.randn(steps, layers, rows, 4, requires_grad=True) for _ in range(2 if kind == "lstm" else 1))
     y, ends = unroll_segments(m, x, starts, restarts)
     y_ref, ends_ref = _by_segment(m, x, starts, restarts)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
