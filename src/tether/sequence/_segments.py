@@ -16,15 +16,19 @@ after ``t = 0``. No padding: the calls cover the ``T x B`` steps once.
 
 from __future__ import annotations
 
+import copy
 import itertools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tether import _aten
 from tether.sequence._checks import host_starts
+from tether.sequence._gru import fast_gru_wins, gru_unroll, unsupported_reason
 from tether.tracking import TrackedRNN
 
 __all__ = ["Segments", "unroll_segments"]
@@ -122,25 +126,59 @@ def unroll_segments(
     mask[0] = False
     times = np.flatnonzero(mask.any(axis=1))
     bounds = [0, *times.tolist(), T]
-    has_c, dim = isinstance(m, nn.LSTM), 1 if m.batch_first else 0
     # Which rows restart at each boundary, on the device in one copy (no sync in the loop).
     restarting = torch.from_numpy(mask[times]).to(x.device, non_blocking=True)
+    run, inp = _runner(m, x, restarts)
     tensors = tuple(s[0] for s in restarts)
     outputs, finals = [], []
     for i, (a, e) in enumerate(itertools.pairwise(bounds)):
         if i:
             swap = restarting[i - 1].view(1, -1, 1)
             tensors = tuple(torch.where(swap, s[a], t) for s, t in zip(restarts, tensors, strict=True))
-        y, tensors = _aten.run_sequence_module(m, x.narrow(dim, a, e - a), tensors, has_c=has_c, fuse=True)
+        y, tensors = run(inp, a, e, tensors)
         outputs.append(y)
         finals.append(tensors)
+    dim = 1 if m.batch_first and inp is x else 0
     y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=dim)
+    if inp is not x:
+        y = y.transpose(0, 1)  # the fast GRU ran time-major
     return Segments(y, _place_ends(finals, restarting, times, T))
+
+
+_Run = Callable[[torch.Tensor, int, int, tuple[torch.Tensor, ...]],
+                tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+
+
+def _runner(m: nn.RNNBase, x: torch.Tensor, restarts: tuple[torch.Tensor, ...]) -> tuple[_Run, torch.Tensor]:
+    """How to run steps ``[a, e)``: the fused op, or (a GRU building a graph on the CPU) the fast GRU
+    loop, which beats it there (see :mod:`tether.sequence._gru`); and the input that runner reads."""
+    if (type(m) is nn.GRU and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
+            and fast_gru_wins(0, 0, m.input_size, m.hidden_size, x.device, True)):
+        alias: Any = m
+        if m.batch_first:  # the same parameters, read time-major (built per call: never stale)
+            alias = copy.copy(m)
+            alias.batch_first = False
+        graph = x.requires_grad or any(s.requires_grad for s in restarts) or any(
+            p.requires_grad for p in m.parameters())
+        if graph and unsupported_reason(alias) is None:
+            def fast(inp: torch.Tensor, a: int, e: int, tensors: tuple[torch.Tensor, ...]
+                     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+                y, h = gru_unroll(alias, inp[a:e], tensors[0])
+                return y, (h,)
+            return fast, (x.transpose(0, 1) if m.batch_first else x)
+    has_c, dim = isinstance(m, nn.LSTM), 1 if m.batch_first else 0
+
+    def fused(inp: torch.Tensor, a: int, e: int, tensors: tuple[torch.Tensor, ...]
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        return _aten.run_sequence_module(m, inp.narrow(dim, a, e - a), tensors, has_c=has_c, fuse=True)
+    return fused, x
 
 
 def _place_ends(finals: list[tuple[torch.Tensor, ...]], restarting: torch.Tensor, times: np.ndarray,
                 steps: int) -> tuple[torch.Tensor, ...]:
     """Each call's final state at its last step, kept for the rows whose segment ends there."""
+    if len(finals) == 1:  # one segment per row: zeros, then the final state at the last step
+        return tuple(F.pad(f.unsqueeze(0), (0, 0, 0, 0, 0, 0, steps - 1, 0)) for f in finals[0])
     ends = []
     last = torch.from_numpy(np.append(times - 1, steps - 1)).to(restarting.device, non_blocking=True)
     every = restarting.new_ones((1, restarting.shape[1]))
