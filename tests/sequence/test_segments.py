@@ -108,3 +108,26 @@ def test_bad_input_says_what_was_expected() -> None:
         unroll_segments(lstm, x, starts, (hc[0],))
     with pytest.raises(ValueError, match=r"unroll_segments: expected episode_starts as a bool mask \[T=5, B=2\]"):
         unroll_segments(lstm, x, starts[:3], hc)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_long_gru_calls_take_the_fast_loop_and_stay_exact(batch_first: bool) -> None:
+    """A GRU with long calls between restarts runs tether's fast GRU loop: still equal to the reference."""
+    torch.manual_seed(2)
+    m = nn.GRU(3, 4, num_layers=2, batch_first=batch_first)
+    ref = nn.GRU(3, 4, num_layers=2)
+    ref.load_state_dict(m.state_dict())
+    starts = np.zeros((16, 3), dtype=bool)
+    starts[8, 1] = True  # two calls of 8 steps
+    x = torch.randn(16, 3, 3, requires_grad=True)
+    restarts = (torch.randn(16, 2, 3, 4, requires_grad=True),)
+    y, ends = unroll_segments(m, x.transpose(0, 1) if batch_first else x, starts, restarts)
+    y = y.transpose(0, 1) if batch_first else y
+    y_ref, ends_ref = _by_segment(ref, x, starts, restarts)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ends[0], ends_ref[0], atol=1e-5, rtol=1e-5)
+    inputs = [x, restarts[0], *m.parameters()]
+    got = _grads(y.sum() + ends[0].sum(), inputs)
+    want = _grads(y_ref.sum() + ends_ref[0].sum(), [x, restarts[0], *ref.parameters()])
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-5)

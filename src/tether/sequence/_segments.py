@@ -128,7 +128,7 @@ def unroll_segments(
     bounds = [0, *times.tolist(), T]
     # Which rows restart at each boundary, on the device in one copy (no sync in the loop).
     restarting = torch.from_numpy(mask[times]).to(x.device, non_blocking=True)
-    run, inp = _runner(m, x, restarts)
+    run, inp = _runner(m, x, restarts, len(bounds) - 1)
     tensors = tuple(s[0] for s in restarts)
     outputs, finals = [], []
     for i, (a, e) in enumerate(itertools.pairwise(bounds)):
@@ -149,10 +149,19 @@ _Run = Callable[[torch.Tensor, int, int, tuple[torch.Tensor, ...]],
                 tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
 
-def _runner(m: nn.RNNBase, x: torch.Tensor, restarts: tuple[torch.Tensor, ...]) -> tuple[_Run, torch.Tensor]:
-    """How to run steps ``[a, e)``: the fused op, or (a GRU building a graph on the CPU) the fast GRU
-    loop, which beats it there (see :mod:`tether.sequence._gru`); and the input that runner reads."""
-    if (type(m) is nn.GRU and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
+#: The fast GRU loop pays a fixed cost per call that the fused op does not: with calls shorter than
+#: this on average the fused op wins (measured with benchmarks/torchrl_speed.py on the CPU).
+FAST_GRU_MIN_MEAN_STEPS = 4
+
+
+def _runner(m: nn.RNNBase, x: torch.Tensor, restarts: tuple[torch.Tensor, ...], calls: int
+            ) -> tuple[_Run, torch.Tensor]:
+    """How to run steps ``[a, e)``: the fused op, or (a GRU building a graph on the CPU, in calls of
+    several steps) the fast GRU loop, which beats it there (see :mod:`tether.sequence._gru`); and
+    the input that runner reads."""
+    steps = int(x.shape[1 if m.batch_first else 0])
+    if (type(m) is nn.GRU and steps >= FAST_GRU_MIN_MEAN_STEPS * calls and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(x.device.type)
             and fast_gru_wins(0, 0, m.input_size, m.hidden_size, x.device, True)):
         alias: Any = m
         if m.batch_first:  # the same parameters, read time-major (built per call: never stale)
