@@ -197,6 +197,27 @@ def _e2e(data: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
+def _torchrl(data: dict[str, Any]) -> str:
+    """tether's TorchRL modules against TorchRL's in recurrent mode (``benchmarks/torchrl_speed.py``)."""
+    lines = ["| T, B, in, H | tether `LSTMModule` | TorchRL, pad | TorchRL, scan | **pad / tether** |"
+             " scan / tether | tether `GRUModule` | TorchRL GRU, pad | **GRU pad / tether** |"
+             " GRU scan / tether |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in data["sequences"]:
+        ms = row["ms"]
+        lstm, gru = ms["tether_lstm"], ms["tether_gru"]
+        lines.append(f"| {_shape(row)} | {lstm:.2f} ms | {ms['torchrl_lstm_pad']:.2f} ms |"
+                     f" {ms['torchrl_lstm_scan']:.1f} ms | **{ms['torchrl_lstm_pad'] / lstm:.2f}×** |"
+                     f" {ms['torchrl_lstm_scan'] / lstm:.1f}× | {gru:.2f} ms |"
+                     f" {ms['torchrl_gru_pad']:.2f} ms | **{ms['torchrl_gru_pad'] / gru:.2f}×** |"
+                     f" {ms['torchrl_gru_scan'] / gru:.2f}× |")
+    env = data["environment"]
+    return "\n".join([*lines, "", f"Recurrent mode, forward + backward (gradients of the observations and"
+                      f" every parameter), {env['start_rate']:.0%} random `is_init`, medians of this thread's"
+                      f" CPU time over {data['rounds']} interleaved rounds, 1 thread; torchrl"
+                      f" {env['torchrl']}, tensordict {env['tensordict']}."])
+
+
 def _learning(data: dict[str, Any]) -> str:
     return render_table(data)
 
@@ -217,6 +238,7 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "gru": (_gru, "python benchmarks/gru_speed.py"),
     "e2e": (_e2e, "python benchmarks/e2e_speed.py --before REF --out benchmarks/results/e2e_speed.json"),
     "act-step": (_act_step, "python benchmarks/act_step.py --out benchmarks/results/act_step.json"),
+    "torchrl": (_torchrl, "python benchmarks/torchrl_speed.py"),
 }
 
 
