@@ -47,7 +47,8 @@ def test_gate_saturation_matches_the_module(kind: type[nn.RNNBase]) -> None:
     x = torch.randn(64, 3)
     state = tuple(torch.randn(2, 64, 5) for _ in range(2 if kind is nn.LSTM else 1))
     fractions = gate_saturation(rnn, x, state)
-    assert fractions.shape == (2,) and bool(((fractions > 0) & (fractions < 1)).all())
+    assert fractions.shape == (2,)
+    assert bool(((fractions > 0) & (fractions < 1)).all())
     # Layer 1 alone, fed layer 0's output as the module itself computes it: the same fraction.
     lower, upper = kind(3, 5), kind(5, 5)
     weights = rnn.state_dict()
@@ -62,7 +63,7 @@ def test_gate_saturation_matches_the_module(kind: type[nn.RNNBase]) -> None:
 
 def test_gate_saturation_refuses_other_modules() -> None:
     """Only a plain LSTM / GRU: its gates are known."""
-    with pytest.raises(TypeError, match="expected a unidirectional nn.LSTM or nn.GRU"):
+    with pytest.raises(TypeError, match=r"expected a unidirectional nn\.LSTM or nn\.GRU"):
         gate_saturation(nn.RNN(3, 4), torch.zeros(1, 3), (torch.zeros(1, 1, 4),))
 
 
@@ -70,7 +71,9 @@ def test_sequence_gap_at_the_first_and_last_counted_step() -> None:
     """Padding and uncounted steps are skipped; the KL estimate is (r - 1) - log r."""
     mask = torch.tensor([[False, True], [True, True], [True, False]])
     first, last, has = first_last(mask)
-    assert first.tolist() == [1, 0] and last.tolist() == [2, 1] and has.tolist() == [True, True]
+    assert first.tolist() == [1, 0]
+    assert last.tolist() == [2, 1]
+    assert has.tolist() == [True, True]
     old = torch.zeros(3, 2)
     new = torch.tensor([[9.0, 0.0], [0.5, 0.0], [0.0, 9.0]])
     gap = sequence_gap(log_prob=new, old_log_prob=old, value=new, old_value=old, mask=mask)
@@ -80,7 +83,8 @@ def test_sequence_gap_at_the_first_and_last_counted_step() -> None:
     torch.testing.assert_close(gap.value_first, torch.tensor(0.25))
     assert int(gap.sequences) == 2
     q_only = sequence_gap(log_prob=None, old_log_prob=None, value=new, old_value=old, mask=mask)
-    assert float(q_only.kl_first) == 0.0 and float(q_only.value_first) == 0.25
+    assert float(q_only.kl_first) == 0.0
+    assert float(q_only.value_first) == 0.25
 
 
 def _tiny(tmp_path: Path, name: str, **overrides: object) -> PPOConfig:
@@ -102,8 +106,10 @@ def test_tiny_runs_train_with_each_start_and_log_telemetry(tmp_path: Path, start
         for key in ("h_rms", "h_max", "c_rms", "saturation", "nonfinite", "reset_norm", "stale_kl_first",
                     "stale_kl_last", "stale_value_first", "stale_value_last", "h_rms_l1", "stale_kl_last_e1"):
             assert f"state/{key}" in record, key
-        assert record["state/reset_norm"] == 0.0 and record["state/nonfinite"] == 0.0
-        assert record["state/stale_kl_first"] >= 0.0 and record["state/h_rms"] > 0.0
+        assert record["state/reset_norm"] == 0.0
+        assert record["state/nonfinite"] == 0.0
+        assert record["state/stale_kl_first"] >= 0.0
+        assert record["state/h_rms"] > 0.0
 
 
 def test_telemetry_off_logs_nothing_and_one_chunk_starts_agree(tmp_path: Path) -> None:
@@ -120,3 +126,16 @@ def test_telemetry_off_logs_nothing_and_one_chunk_starts_agree(tmp_path: Path) -
     for other in weights[1:]:
         for a, b in zip(weights[0], other, strict=True):
             torch.testing.assert_close(a, b, atol=0.0, rtol=0.0)
+
+
+def test_plot_keys_draws_state_metrics(tmp_path: Path) -> None:
+    """``tether plot RUN --keys state/...`` writes one PNG; an unknown key is one line and exit 2."""
+    from tether.cli import main  # noqa: PLC0415
+
+    trainer = RecurrentPPO(_tiny(tmp_path, "run", telemetry=True))
+    trainer.train()
+    trainer.close()
+    out = tmp_path / "keys.png"
+    assert main(["plot", str(tmp_path / "run"), "--keys", "state/h_rms", "state/stale_kl_*t", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert main(["plot", str(tmp_path / "run"), "--keys", "state/nope"]) == 2

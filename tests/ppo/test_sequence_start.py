@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from tests.rollout.helpers import make_vec
 
 from tether import RecurrentState
 from tether.errors import ConfigError, ReplayAlignmentError
@@ -16,8 +17,6 @@ from tether.modes import mode
 from tether.nets import FactoredRecurrentActorCritic
 from tether.ppo.starts import SequenceStart, burned_in_state, refreshed_chunk_states
 from tether.rollout import RecurrentRolloutBuffer, RolloutCollector
-
-from ..rollout.helpers import make_vec
 
 T, E, L, K = 12, 2, 4, 6  # K > L: a burn-in reaches over a whole chunk, and is clamped for chunk 1
 ENVS = [{"length": 3, "ending": "truncate"}, {"length": 5, "ending": "terminate"}]
