@@ -126,3 +126,20 @@ def test_spellings_parse() -> None:
     assert SequenceStart.parse("rollout") == SequenceStart(kind="rollout")
     assert SequenceStart.parse("stored").burn_in == 0
     assert SequenceStart.parse("burn-in:32") == SequenceStart(kind="burn-in", burn_in=32)
+
+
+def test_the_comparison_grid_parses_to_its_cells() -> None:
+    """benchmarks/grids/sequence_start.toml: 4 starts × 4 tasks × seeds 0-9, telemetry on, chunks cut."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from tether.bench.grid import load_grid  # noqa: PLC0415
+
+    grid = load_grid(Path(__file__).resolve().parents[2] / "benchmarks" / "grids" / "sequence_start.toml")
+    cells = grid.cells()
+    assert len(cells) == 160
+    assert {c.seed for c in cells} == set(range(10))
+    starts = {c.settings()["sequence_start"] for c in cells}
+    assert starts == {"rollout", "stored", "burn-in:8", "burn-in:32"}
+    assert all(c.settings()["telemetry"] for c in cells)
+    assert {c.task.name: c.settings().get("seq_len", 128) for c in cells} == {
+        "cartpole": 16, "recall": 16, "recall-dict": 16, "pendulum": 128}
