@@ -26,7 +26,7 @@ from tether.telemetry import gate_saturation, sequence_gap, state_health
 
 __all__ = ["UpdateTelemetry"]
 
-_SAMPLE = 4096  # at most this many (step, env) pairs for the gate saturation
+_SAMPLE = 256  # at most this many (step, env) pairs for the gate saturation (x 4H gates each)
 
 
 class UpdateTelemetry:
@@ -35,6 +35,7 @@ class UpdateTelemetry:
     def __init__(self) -> None:
         self._health: dict[str, torch.Tensor] = {}
         self._epochs: list[torch.Tensor] = []
+        self._pending: list[tuple[torch.Tensor, ...]] = []  # this epoch's minibatches, measured at its end
 
     def begin(self, policy: Any, buffer: RecurrentRolloutBuffer) -> None:
         """Measure the rollout's states (and gates, with the weights that collected them)."""
@@ -47,21 +48,33 @@ class UpdateTelemetry:
         saturation = _saturation(policy, buffer)
         if saturation is not None:
             self._health["saturation"] = saturation
-        self._epochs = []
+        self._epochs, self._pending = [], []
 
     def minibatch(self, epoch: int, out: EvalResult, mb: SequenceMinibatch) -> None:
-        """Add one minibatch's collection-to-replay gap to epoch ``epoch``'s sums."""
-        gap = sequence_gap(log_prob=out.log_prob, old_log_prob=mb.log_probs, value=out.value,
-                           old_value=mb.values, mask=mb.loss_mask)
+        """Keep one minibatch's outputs for epoch ``epoch``'s collection-to-replay gap.
+
+        The gap of an epoch's minibatches is measured once, when the next epoch begins (or at
+        :meth:`record`): one set of tensor operations per epoch, not per minibatch.
+        """
+        if epoch != len(self._epochs):
+            self._flush()
+        kept = (out.log_prob.detach(), mb.log_probs, out.value.detach(), mb.values, mb.loss_mask)
+        self._pending.append(kept)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        parts = [torch.cat(x, dim=1) for x in zip(*self._pending, strict=True)]
+        log_prob, old_log_prob, value, old_value, mask = parts
+        self._pending = []
+        gap = sequence_gap(log_prob=log_prob, old_log_prob=old_log_prob, value=value, old_value=old_value,
+                           mask=mask)
         sums = torch.stack([gap.kl_first, gap.kl_last, gap.value_first, gap.value_last]) * gap.sequences
-        row = torch.cat([sums, gap.sequences.reshape(1).to(sums.dtype)])
-        if epoch == len(self._epochs):
-            self._epochs.append(row)
-        else:
-            self._epochs[epoch] = self._epochs[epoch] + row
+        self._epochs.append(torch.cat([sums, gap.sequences.reshape(1).to(sums.dtype)]))
 
     def record(self) -> dict[str, float]:
         """The update's ``state/...`` metrics as plain floats (one device read)."""
+        self._flush()
         names = list(self._health)
         parts = [self._health[n].float() for n in names]
         epochs = torch.stack(self._epochs) if self._epochs else torch.zeros(0, 5)
