@@ -2,9 +2,11 @@
 
 One update: collect ``n_steps × num_envs`` steps with no autograd graph, compute GAE (bootstrap on
 truncation, none on termination), then ``n_epochs`` passes over shuffled minibatches of
-env-sequences. Each minibatch replays its sequences from the stored state snapshots with the
-current weights (``evaluate_actions`` restarts rows at their episode starts), so hidden states are
-recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic, hold tensors and
+env-sequences. Each minibatch replays its sequences with the current weights
+(``evaluate_actions`` restarts rows at their episode starts), so hidden states are recomputed every
+epoch; where each ``seq_len`` chunk starts (the rollout's first state, the stored state, or a
+burn-in) is ``sequence_start`` (:mod:`tether.ppo.starts`), and ``telemetry`` measures the states
+and their staleness (:mod:`tether.ppo.monitor`). Seeded runs are reproducible; checkpoints are atomic, hold tensors and
 plain data only, and a resumed run continues exactly as an uninterrupted one would (the envs'
 live episodes are replayed: see ``tether.envs.factory`` and docs/training.md). What is not PPO's
 (the env, the policy's placement, the collector, counters, metrics, checkpoints, resume, RNGs,
