@@ -6,11 +6,12 @@ env-sequences. Each minibatch replays its sequences with the current weights
 (``evaluate_actions`` restarts rows at their episode starts), so hidden states are recomputed every
 epoch; where each ``seq_len`` chunk starts (the rollout's first state, the stored state, or a
 burn-in) is ``sequence_start`` (:mod:`tether.ppo.starts`), and ``telemetry`` measures the states
-and their staleness (:mod:`tether.ppo.monitor`). Seeded runs are reproducible; checkpoints are atomic, hold tensors and
-plain data only, and a resumed run continues exactly as an uninterrupted one would (the envs'
-live episodes are replayed: see ``tether.envs.factory`` and docs/training.md). What is not PPO's
-(the env, the policy's placement, the collector, counters, metrics, checkpoints, resume, RNGs,
-evaluation) is the :class:`~tether.train.Run` this trainer holds.
+and their staleness (:mod:`tether.ppo.monitor`). Seeded runs are reproducible; checkpoints are
+atomic, hold tensors and plain data only, and a resumed run continues exactly as an
+uninterrupted one would (the envs' live episodes are replayed: see ``tether.envs.factory`` and
+docs/training.md). What is not PPO's (the env, the policy's placement, the collector, counters,
+metrics, checkpoints, resume, RNGs, evaluation) is the :class:`~tether.train.Run` this trainer
+holds.
 
 Data-parallel (``torchrun --nproc-per-node N -m tether train``, see docs/scaling.md): each rank
 runs ``num_envs`` envs of its own (torch seed ``seed + rank``, env seeds ``seed + rank × num_envs
