@@ -143,3 +143,16 @@ def test_the_comparison_grid_parses_to_its_cells() -> None:
     assert all(c.settings()["telemetry"] for c in cells)
     assert {c.task.name: c.settings().get("seq_len", 128) for c in cells} == {
         "cartpole": 16, "recall": 16, "recall-dict": 16, "pendulum": 128}
+
+
+@pytest.mark.parametrize("text", ["burn-in:0", "foo"])
+def test_the_cli_refuses_a_bad_start_with_exit_2(text: str, capsys: pytest.CaptureFixture[str],
+                                                 tmp_path: Any) -> None:
+    """``tether train --sequence-start burn-in:0``: one line naming the spellings, exit status 2."""
+    from tether.cli import main  # noqa: PLC0415
+
+    assert main(["train", "--sequence-start", text, "--run-dir", str(tmp_path / "run"), "--no-eval"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "sequence_start: expected 'rollout', 'stored' or 'burn-in:K' with K an integer >= 1" in err[0]
+    assert not (tmp_path / "run").exists()
