@@ -198,6 +198,8 @@ def _build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
     plot.add_argument("runs", type=Path, nargs="+", help="run folders (or metrics.jsonl files)")
     plot.add_argument("--out", type=Path, default=None, help="PNG path (default: <first run>/curves.png)")
     plot.add_argument("--metric", default="ep_return", help="metric to plot (default: ep_return)")
+    plot.add_argument("--keys", nargs="+", default=None, metavar="KEY",
+                      help="plot these metrics or patterns ('state/stale_*') against steps, a panel each")
     bench_cli.add_parser(sub)
     return parser
 
@@ -365,9 +367,13 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from tether.train.plotting import plot_runs  # noqa: PLC0415
+    from tether.train.plotting import plot_keys, plot_runs  # noqa: PLC0415
 
-    out = args.out or (args.runs[0] if args.runs[0].is_dir() else args.runs[0].parent) / "curves.png"
+    folder = args.runs[0] if args.runs[0].is_dir() else args.runs[0].parent
+    if args.keys:
+        print(plot_keys(args.runs, args.out or folder / "keys.png", args.keys))
+        return 0
+    out = args.out or folder / "curves.png"
     print(plot_runs(args.runs, out, metric=args.metric))
     return 0
 

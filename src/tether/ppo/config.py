@@ -17,6 +17,7 @@ import attrs
 
 from tether.errors import ConfigError
 from tether.ppo.presets import PRESETS
+from tether.ppo.starts import SequenceStart
 from tether.train import config as settings
 from tether.train.config import EnvConfig, NetworkConfig, RunConfig, merge_settings
 
@@ -60,10 +61,16 @@ class PPOConfig(RunConfig, NetworkConfig, EnvConfig):
     normalize_advantage: bool = _ppo(True, "normalise advantages per minibatch")
     reward_scale: float = _ppo(1.0, "multiply rewards by this for training (metrics stay unscaled)",
                                check=(">", 0))
+    sequence_start: str = _ppo(
+        "rollout", "where a replayed chunk starts: rollout (the rollout's first state, chunks chained),"
+        " stored (the state stored at collection) or burn-in:K (K steps earlier, run without gradient)")
+    telemetry: bool = settings.setting(
+        False, "log hidden-state health and staleness per update (state/... metrics)", "run")
 
     def __attrs_post_init__(self) -> None:
         settings.check_fields(self)
         settings.check_device(self.device)
+        SequenceStart.parse(self.sequence_start)
         self.env_imports = list(self.env_imports)
         if self.minibatch_envs > self.num_envs and self.seq_len == 0:
             raise ConfigError(

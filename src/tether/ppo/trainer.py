@@ -2,13 +2,16 @@
 
 One update: collect ``n_steps × num_envs`` steps with no autograd graph, compute GAE (bootstrap on
 truncation, none on termination), then ``n_epochs`` passes over shuffled minibatches of
-env-sequences. Each minibatch replays its sequences from the stored state snapshots with the
-current weights (``evaluate_actions`` restarts rows at their episode starts), so hidden states are
-recomputed every epoch. Seeded runs are reproducible; checkpoints are atomic, hold tensors and
-plain data only, and a resumed run continues exactly as an uninterrupted one would (the envs'
-live episodes are replayed: see ``tether.envs.factory`` and docs/training.md). What is not PPO's
-(the env, the policy's placement, the collector, counters, metrics, checkpoints, resume, RNGs,
-evaluation) is the :class:`~tether.train.Run` this trainer holds.
+env-sequences. Each minibatch replays its sequences with the current weights
+(``evaluate_actions`` restarts rows at their episode starts), so hidden states are recomputed every
+epoch; where each ``seq_len`` chunk starts (the rollout's first state, the stored state, or a
+burn-in) is ``sequence_start`` (:mod:`tether.ppo.starts`), and ``telemetry`` measures the states
+and their staleness (:mod:`tether.ppo.monitor`). Seeded runs are reproducible; checkpoints are
+atomic, hold tensors and plain data only, and a resumed run continues exactly as an
+uninterrupted one would (the envs' live episodes are replayed: see ``tether.envs.factory`` and
+docs/training.md). What is not PPO's (the env, the policy's placement, the collector, counters,
+metrics, checkpoints, resume, RNGs, evaluation) is the :class:`~tether.train.Run` this trainer
+holds.
 
 Data-parallel (``torchrun --nproc-per-node N -m tether train``, see docs/scaling.md): each rank
 runs ``num_envs`` envs of its own (torch seed ``seed + rank``, env seeds ``seed + rank × num_envs
@@ -42,6 +45,8 @@ from tether.nets import FactoredRecurrentActorCritic
 from tether.nets.memoryless import MemorylessPolicy
 from tether.ppo.config import PPOConfig
 from tether.ppo.loss import PPOLoss, ppo_loss
+from tether.ppo.monitor import UpdateTelemetry
+from tether.ppo.starts import SequenceStart, burned_in_state, refreshed_chunk_states
 from tether.rollout import RecurrentRolloutBuffer, SequenceMinibatch
 from tether.train import Run
 from tether.train.evaluation import EvalSummary
@@ -105,8 +110,11 @@ class RecurrentPPO:
                 f"action_masks: masks apply to discrete actions, but {config.env_id} has the action space"
                 f" {space}; drop --action-masks for this task"
             )
+        self.start = SequenceStart.parse(config.sequence_start)
+        self.telemetry = UpdateTelemetry() if config.telemetry else None
         self.buffer = RecurrentRolloutBuffer(config.n_steps, config.num_envs, seq_len=config.seq_len or None,
-                                             device=self.run.device)
+                                             device=self.run.device, burn_in=self.start.burn_in,
+                                             keep_states=config.telemetry)
 
     def _build_policy(self, venv: gym.vector.VectorEnv[Any, Any, Any]) -> nn.Module:
         c = self.config
@@ -187,6 +195,8 @@ class RecurrentPPO:
         run.steps += self._steps_per_update
         run.policy.train()
         buffer.compute_advantages(c.gamma, c.gae_lambda)
+        if self.telemetry is not None:
+            self.telemetry.begin(run.policy, buffer)
         stats = self._optimise(buffer)
         run.update += 1
         check_update_finite(run.update, stats, run.policy.named_parameters())  # before any save
@@ -196,6 +206,7 @@ class RecurrentPPO:
             "lr": run.optimizer.param_groups[0]["lr"],
             "update_seconds": time.perf_counter() - started,
             **stats,
+            **({} if self.telemetry is None else self.telemetry.record()),
         }
         return run.log(record)
 
@@ -206,11 +217,14 @@ class RecurrentPPO:
         totals: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy",
                                                           "approx_kl", "clip_fraction")}
         epochs = 0
-        for _ in range(c.n_epochs):
+        refresh = self.start.kind == "rollout" and buffer.num_chunks > 1
+        for epoch in range(c.n_epochs):
             epochs += 1
             kls = []
-            for mb in buffer.minibatches(num_minibatches, generator=self.generator):
-                losses = self._learn_minibatch(mb)
+            # rollout starts with chunks: each chunk starts where the current weights reach it.
+            starts = refreshed_chunk_states(self.run.policy, buffer) if refresh else None
+            for mb in buffer.minibatches(num_minibatches, generator=self.generator, chunk_states=starts):
+                losses = self._learn_minibatch(mb, epoch)
                 parts = losses._asdict()
                 for key, values in totals.items():
                     values.append(float(parts[key]))
@@ -224,11 +238,13 @@ class RecurrentPPO:
         return {**dict(zip(names, means, strict=True)), "epochs": epochs,
                 "explained_variance": self._explained_variance(buffer)}
 
-    def _learn_minibatch(self, mb: SequenceMinibatch) -> PPOLoss:
+    def _learn_minibatch(self, mb: SequenceMinibatch, epoch: int = 0) -> PPOLoss:
         """One optimiser step on a minibatch (on N ranks: on the union of the ranks' minibatches)."""
         c, run = self.config, self.run
-        out = run.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state,
-                                           mb.action_masks)
+        start = burned_in_state(run.policy, mb) if mb.burn_in else mb.initial_state
+        out = run.policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, start, mb.action_masks)
+        if self.telemetry is not None:
+            self.telemetry.minibatch(epoch, out, mb)
         advantages, normalize, weight = mb.advantages, c.normalize_advantage, 1.0
         if run.dist.world_size > 1:
             # The mean / std over all ranks' minibatches (one process normalises over its own).

@@ -2,13 +2,84 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import attrs
 import numpy as np
 import torch
 
 from tether.rollout._obs import Tree, batch_rows, tree_leaves, tree_map
+from tether.state import RecurrentState
+
+
+class ReplayWindow(NamedTuple):
+    """Stored steps of some env rows, time-major ``[T, B, ...]``, and the snapshot before their first step.
+
+    What a replay needs besides a minibatch: a burn-in ahead of a chunk, or a refresh of the chunk
+    starts (see :meth:`RecurrentRolloutBuffer.window`). Every step is real (no padding).
+    """
+
+    obs: Tree
+    actions: torch.Tensor
+    episode_starts: np.ndarray
+    action_masks: torch.Tensor | None
+    initial_state: RecurrentState
+
+
+class BurnInGroup(NamedTuple):
+    """The sequences of a minibatch that share one burn-in length, and their burn-in window.
+
+    Attributes:
+        positions: int64 ``[B_g]``: the columns of the minibatch these sequences are.
+        window: their ``K_g`` steps before the chunk start, from the snapshot stored ``K_g`` steps
+            earlier; ``None`` when ``K_g = 0`` (a chunk at the rollout's start: no burn-in).
+    """
+
+    positions: np.ndarray
+    window: ReplayWindow | None
+
+
+def replay_window(storage: RolloutStorage, snapshots: dict[int, RecurrentState], rows: np.ndarray,
+                  first: np.ndarray, length: int, device: torch.device) -> ReplayWindow:
+    """The ``length`` steps of env ``rows[j]`` from step ``first[j]``, from the snapshot stored there."""
+    steps = sorted(snapshots)
+    times = first[None, :] + np.arange(length)[:, None]
+    cols = np.broadcast_to(rows[None, :], times.shape)
+    index = torch.from_numpy(np.stack([times, cols])).to(device, non_blocking=True)
+
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        return x[index[0], index[1]]
+
+    which = torch.from_numpy(np.searchsorted(steps, first)).to(device)
+    state = RecurrentState.stack_snapshots([snapshots[k] for k in steps], which, index[1, 0])
+    return ReplayWindow(obs=tree_map(pick, storage.obs), actions=pick(storage.actions),
+                        episode_starts=storage.episode_starts[times, cols],
+                        action_masks=None if storage.action_masks is None else pick(storage.action_masks),
+                        initial_state=state)
+
+
+def burn_in_groups(window: Callable[[np.ndarray, np.ndarray, int], ReplayWindow], starts: np.ndarray,
+                   rows: np.ndarray, burn_in: int) -> tuple[BurnInGroup, ...]:
+    """A minibatch's sequences grouped by burn-in length (clamped at the rollout's start), with windows."""
+    lengths = np.minimum(starts, burn_in)
+    groups = []
+    for k in np.unique(lengths).tolist():
+        positions = np.flatnonzero(lengths == k)
+        span = None if k == 0 else window(rows[positions], starts[positions] - k, k)
+        groups.append(BurnInGroup(positions=positions, window=span))
+    return tuple(groups)
+
+
+def keep_state(store: tuple[torch.Tensor, ...] | None, t: int, tensors: tuple[torch.Tensor, ...],
+               num_steps: int) -> tuple[torch.Tensor, ...]:
+    """Copy the state fed at step ``t`` into ``store`` (``[T, L, E, H]`` per tensor, allocated once)."""
+    if store is None:
+        store = tuple(torch.zeros((num_steps, *x.shape), dtype=x.dtype, device=x.device) for x in tensors)
+    for kept, x in zip(store, tensors, strict=True):
+        kept[t].copy_(x)
+    return store
+
 
 _FLAGS = ("terminated", "truncated", "episode_starts", "valid")
 _FLOATS = ("log_probs", "values", "rewards", "bootstrap_values")

@@ -4,7 +4,7 @@ The buffer stores what a recurrent policy needs to replay a rollout exactly: per
 observation, action, log-prob, value, reward, terminated / truncated flags, ``episode_starts``
 (``obs[t, e]`` is the first observation of a new episode), the valid-step mask (next-step
 autoreset steps are invalid), the truncation bootstrap ``V(final_obs)`` and optional action masks;
-and the state the rollout started from, plus one at each chunk start. States are stored through
+and the state fed at each chunk start (and burn-in start), through
 :meth:`~tether.RecurrentState.for_buffer`: detached snapshots, never a live graph.
 
 Where things live: the tensors the loss reads (observations, actions, log-probs, values, rewards)
@@ -12,8 +12,7 @@ on the policy's device; the episode flags that steer the replay (``terminated``,
 ``episode_starts``, ``valid``) in host memory, as numpy, so a minibatch's ``episode_starts`` reach
 :func:`~tether.sequence.unroll`'s planner without a device round trip (on CUDA: no sync).
 
-Names: one step's policy outputs are singular (``ActResult.log_prob``, ``.value``); what the buffer
-stores over a rollout is plural (``log_probs``, ``values``, ``rewards``, ...), ``[T, E]`` each.
+Names: one step's outputs are singular (``ActResult.log_prob``); stored, plural (``log_probs [T, E]``).
 """
 
 from __future__ import annotations
@@ -28,12 +27,23 @@ import torch
 from tether.clock import EpisodeClock
 from tether.errors import StateMismatchError
 from tether.rollout._obs import Tree, tree_map
-from tether.rollout._storage import RolloutStorage, StepCheck, Stored, allocate, check_layout
+from tether.rollout._storage import (
+    BurnInGroup,
+    ReplayWindow,
+    RolloutStorage,
+    StepCheck,
+    Stored,
+    allocate,
+    burn_in_groups,
+    check_layout,
+    keep_state,
+    replay_window,
+)
 from tether.rollout.gae import compute_gae
 from tether.rollout.sink import Transition
 from tether.state import RecurrentState
 
-__all__ = ["RecurrentRolloutBuffer", "RolloutStorage", "SequenceMinibatch"]
+__all__ = ["BurnInGroup", "RecurrentRolloutBuffer", "ReplayWindow", "RolloutStorage", "SequenceMinibatch"]
 
 
 class SequenceMinibatch(NamedTuple):
@@ -53,6 +63,7 @@ class SequenceMinibatch(NamedTuple):
         initial_state: the state before step 0 of each sequence, a detached snapshot ``[L, B_mb, H]``.
         env_rows / chunk_starts: int64 ``[B_mb]``: which env and which rollout step each sequence
             starts at.
+        burn_in: with ``burn_in=K``, the sequences by burn-in length ``min(K, start)``, else ``()``.
     """
 
     obs: Tree
@@ -67,6 +78,7 @@ class SequenceMinibatch(NamedTuple):
     initial_state: RecurrentState
     env_rows: torch.Tensor
     chunk_starts: torch.Tensor
+    burn_in: tuple[BurnInGroup, ...] = ()
 
 
 class RecurrentRolloutBuffer:
@@ -82,6 +94,9 @@ class RecurrentRolloutBuffer:
         seq_len: length ``L`` of the replay sequences; ``None`` replays the whole rollout per env.
             A state snapshot is stored at every chunk start (steps ``0, L, 2L, ...``).
         device: where the tensors live (the policy's device); CPU when ``None``.
+        burn_in: ``K``: also store the state ``K`` steps before each chunk start (clamped at
+            step 0) and attach each minibatch's burn-in windows (:attr:`SequenceMinibatch.burn_in`).
+        keep_states: also keep the state fed at every step (:attr:`states`), for telemetry.
 
     Attributes:
         obs, actions, log_probs, values, rewards, bootstrap_values, action_masks: the stored
@@ -119,6 +134,8 @@ class RecurrentRolloutBuffer:
         *,
         seq_len: int | None = None,
         device: torch.device | str | None = None,
+        burn_in: int = 0,
+        keep_states: bool = False,
     ) -> None:
         for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
             if not isinstance(value, int) or value < 1:
@@ -126,13 +143,21 @@ class RecurrentRolloutBuffer:
                     f"RecurrentRolloutBuffer: expected {name} to be a positive int, got {value!r}")
         if seq_len is not None and (not isinstance(seq_len, int) or seq_len < 1):
             raise ValueError(f"RecurrentRolloutBuffer: expected seq_len None or >= 1, got {seq_len!r}")
+        if not isinstance(burn_in, int) or burn_in < 0:
+            raise ValueError(f"RecurrentRolloutBuffer: expected burn_in an int >= 0, got {burn_in!r}")
         self.num_steps = num_steps
         self.num_envs = num_envs
         self.seq_len = min(seq_len or num_steps, num_steps)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.pos = 0
+        self.burn_in = burn_in
+        self.keep_states = keep_states
         self._storage: RolloutStorage | None = None
-        self._snapshots: list[RecurrentState | None] = [None] * self.num_chunks
+        chunk_starts = range(0, num_steps, self.seq_len)
+        # Snapshots only where a replay starts: chunk starts, and burn-in starts when asked.
+        self._snapshot_steps = frozenset(chunk_starts) | {max(0, s - burn_in) for s in chunk_starts}
+        self._snapshots: dict[int, RecurrentState] = {}
+        self._states: tuple[torch.Tensor, ...] | None = None
         self.last_value: torch.Tensor | None = None
         self.advantages: torch.Tensor | None = None
         self.returns: torch.Tensor | None = None
@@ -162,13 +187,28 @@ class RecurrentRolloutBuffer:
     @property
     def initial_states(self) -> list[RecurrentState | None]:
         """The stored snapshots: the state fed at step ``k * seq_len``, one per chunk."""
-        return list(self._snapshots)
+        return [self._snapshots.get(k * self.seq_len) for k in range(self.num_chunks)]
+
+    @property
+    def states(self) -> tuple[torch.Tensor, ...]:
+        """The state fed at every step, ``(h,)`` / ``(h, c)``, each ``[T, L, E, H]`` (``keep_states``)."""
+        if self._states is None:
+            raise RuntimeError("RecurrentRolloutBuffer.states: build the buffer with keep_states=True"
+                               " and add steps first")
+        return self._states
+
+    def snapshot_at(self, step: int) -> RecurrentState:
+        """The snapshot of the state fed at rollout step ``step``; ``KeyError`` where none is stored."""
+        if step not in self._snapshots:
+            raise KeyError(f"RecurrentRolloutBuffer: no state stored for step {step}; snapshots are"
+                           f" stored at steps {sorted(self._snapshot_steps)}")
+        return self._snapshots[step]
 
     def clear(self) -> None:
         """Start a new rollout in the same storage."""
         self.pos = 0
         self.last_value = self.advantages = self.returns = None
-        self._snapshots = [None] * self.num_chunks
+        self._snapshots = {}
 
     # ----------------------------------------------------------------------------------------
     # the RolloutSink side: what the collector calls
@@ -248,9 +288,8 @@ class RecurrentRolloutBuffer:
             obs=obs, actions=actions, log_probs=log_probs, values=values, rewards=rewards,
             terminated=terminated, truncated=truncated, episode_starts=episode_starts, valid=valid,
             bootstrap_values=bootstrap_values, action_masks=action_masks)
-        chunk, offset = divmod(self.pos, self.seq_len)
         snapshot = None
-        if offset == 0:
+        if self.pos in self._snapshot_steps:
             if not isinstance(state, RecurrentState) or state.batch_size != E:
                 got = state.batch_size if isinstance(state, RecurrentState) else type(state).__name__
                 raise StateMismatchError(
@@ -266,7 +305,9 @@ class RecurrentRolloutBuffer:
             if value is not None:
                 tree_map(lambda store, v: store.__setitem__(t, v), getattr(self._storage, name), value)
         if snapshot is not None:
-            self._snapshots[chunk] = snapshot
+            self._snapshots[t] = snapshot
+        if self.keep_states:
+            self._states = keep_state(self._states, t, state.tensors, self.num_steps)
         self.pos += 1
         self.advantages = self.returns = None
 
@@ -312,20 +353,24 @@ class RecurrentRolloutBuffer:
 
     # ----------------------------------------------------------------------------------------
     def minibatches(
-        self, num_minibatches: int, *, generator: torch.Generator | None = None
+        self, num_minibatches: int, *, generator: torch.Generator | None = None,
+        chunk_states: list[RecurrentState] | None = None,
     ) -> Iterator[SequenceMinibatch]:
         """Shuffle the ``E × num_chunks`` env-sequences and yield them in ``num_minibatches`` groups.
 
         Args:
             num_minibatches: how many groups (sizes differ by at most one sequence).
             generator: a CPU ``torch.Generator`` for a reproducible order (global RNG when None).
+            chunk_states: one state ``[L, E, H]`` per chunk to start the sequences from instead of
+                the stored snapshots (e.g. chunk starts recomputed with the current weights).
 
         Yields:
             :class:`SequenceMinibatch` of ``[seq_len, B_mb, ...]`` tensors.
 
         Raises:
             RuntimeError: before :meth:`compute_advantages`.
-            ValueError: when ``num_minibatches`` is not in ``[1, E × num_chunks]``.
+            ValueError: when ``num_minibatches`` is not in ``[1, E × num_chunks]``, or
+                ``chunk_states`` does not hold one state per chunk.
 
         Shapes:
             ``(T, E, ...) -> (num_chunks · E sequences of (seq_len, ...)) -> (seq_len, B_mb, ...)``.
@@ -336,11 +381,29 @@ class RecurrentRolloutBuffer:
         if not isinstance(num_minibatches, int) or not 1 <= num_minibatches <= total:
             raise ValueError(f"RecurrentRolloutBuffer.minibatches: expected num_minibatches in [1, {total}]"
                              f" ({self.num_envs} envs × {self.num_chunks} chunks), got {num_minibatches!r}")
+        if chunk_states is not None and len(chunk_states) != self.num_chunks:
+            raise ValueError(f"RecurrentRolloutBuffer.minibatches: expected {self.num_chunks} chunk_states"
+                             f" (one per chunk), got {len(chunk_states)}")
         order = torch.randperm(total, generator=generator)
         for group in torch.tensor_split(order, num_minibatches):
-            yield self._gather(group.numpy())
+            yield self._gather(group.numpy(), chunk_states)
 
-    def _gather(self, sequences: np.ndarray) -> SequenceMinibatch:
+    def window(self, rows: np.ndarray, first: np.ndarray, length: int) -> ReplayWindow:
+        """The ``length`` stored steps of env ``rows[j]`` (int ``[B]``) from rollout step ``first[j]`` on.
+
+        Each ``first[j]`` must be a step with a stored snapshot (a chunk start, or a burn-in start
+        with ``burn_in``); the window (:class:`ReplayWindow` ``[length, B, ...]``) starts from it.
+
+        Raises:
+            KeyError / ValueError: for a first step with no snapshot; a window past the end or empty.
+        """
+        if length < 1 or int(np.max(first)) + length > self.num_steps:
+            raise ValueError(f"RecurrentRolloutBuffer.window: expected 1 <= length and first + length <="
+                             f" {self.num_steps}, got length {length}")
+        snaps = {step: self.snapshot_at(step) for step in set(first.tolist())}
+        return replay_window(self.storage, snaps, rows, first, length, self.device)
+
+    def _gather(self, sequences: np.ndarray, chunk_states: list[RecurrentState] | None) -> SequenceMinibatch:
         L, T = self.seq_len, self.num_steps
         chunks, rows = sequences // self.num_envs, sequences % self.num_envs
         # Signpost: times[i, j] is the rollout step of position i in sequence j; past the end it
@@ -362,6 +425,7 @@ class RecurrentRolloutBuffer:
             return x[t_dev, c_dev]
 
         chunks_dev, rows_dev = c_dev.new_tensor(chunks), c_dev.new_tensor(rows)
+        chunk_states = chunk_states or self._chunk_snapshots()
         return SequenceMinibatch(
             obs=tree_map(pick, d.obs),
             actions=pick(d.actions),
@@ -374,14 +438,13 @@ class RecurrentRolloutBuffer:
             episode_starts=d.episode_starts[times, cols] | ~real,
             loss_mask=index[2].bool(),
             action_masks=None if d.action_masks is None else pick(d.action_masks),
-            initial_state=self._initial_state(chunks_dev, rows_dev),
+            initial_state=RecurrentState.stack_snapshots(chunk_states, chunks_dev, rows_dev),
             env_rows=rows_dev,
             chunk_starts=chunks_dev * L,
+            burn_in=burn_in_groups(self.window, chunks * L, rows, self.burn_in) if self.burn_in else (),
         )
 
-    def _initial_state(self, chunks: torch.Tensor, rows: torch.Tensor) -> RecurrentState:
-        missing = [k for k, s in enumerate(self._snapshots) if s is None]
-        if missing:
+    def _chunk_snapshots(self) -> list[RecurrentState]:
+        if missing := [k for k, s in enumerate(self.initial_states) if s is None]:
             raise RuntimeError(f"RecurrentRolloutBuffer: no state stored for chunks {missing}")
-        snaps: list[RecurrentState] = self._snapshots  # type: ignore[assignment]
-        return RecurrentState.stack_snapshots(snaps, chunks, rows)
+        return [self._snapshots[k * self.seq_len] for k in range(self.num_chunks)]
