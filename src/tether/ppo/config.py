@@ -62,8 +62,8 @@ class PPOConfig(RunConfig, NetworkConfig, EnvConfig):
     reward_scale: float = _ppo(1.0, "multiply rewards by this for training (metrics stay unscaled)",
                                check=(">", 0))
     sequence_start: str = _ppo(
-        "rollout", "where a replayed chunk starts: rollout (the rollout's first state, chunks chained),"
-        " stored (the state stored at collection) or burn-in:K (K steps earlier, run without gradient)")
+        "stored", "where a replayed chunk starts: stored (the state stored at collection), rollout (the"
+        " rollout's first state, chunks chained) or burn-in:K (K steps earlier, run without gradient)")
     telemetry: bool = settings.setting(
         False, "log hidden-state health and staleness per update (state/... metrics)", "run")
 
