@@ -68,7 +68,8 @@ def file_sha256(path: str | Path) -> str:
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence torch's progress prints, log lines and warnings while exporting (the result reports)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    names = ("torch", "torch.onnx", "torch.export", "torch._export", "torch.__trace", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

@@ -99,7 +99,7 @@ class _Tally:
         self.params: float | None = None
 
     def diff(self, attr: str, got: np.ndarray, want: torch.Tensor) -> None:
-        d = float(np.max(np.abs(got.astype(np.float64) - want.double().numpy()), initial=0.0))
+        d = float(np.max(np.abs(got.astype(np.float64) - want.detach().double().numpy()), initial=0.0))
         setattr(self, attr, max(getattr(self, attr) or 0.0, d))
 
 
@@ -188,6 +188,8 @@ def check_parity(
                                                    obs_norm=obs_norm)).eval() if stochastic else None
     tallies = {name: _Tally() for name in sides}
     episodes = forced_total = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny recurrent steps: a second thread only waits (and slows ~10x when busy)
     try:
         obs, info = tracked.reset(seed=seed)
         starts = np.ones(num_envs, dtype=bool)
@@ -224,5 +226,6 @@ def check_parity(
             episodes += int(step.done.sum())
     finally:
         tracked.close()
+        torch.set_num_threads(threads)
     reports = [SideReport(n, t.mismatches, t.action, t.params, t.value, t.state) for n, t in tallies.items()]
     return ParityReport(steps, num_envs, episodes, forced_total, reports, atol)

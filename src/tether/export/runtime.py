@@ -47,7 +47,7 @@ def torch_runner(module: Any, meta: dict[str, Any]) -> Runner:
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.no_grad():
             out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names_in))
-        return {n: t.numpy() for n, t in zip(names_out, out, strict=True)}
+        return {n: t.detach().numpy() for n, t in zip(names_out, out, strict=True)}
 
     return run
 
