@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tether.export import ExportedPolicy, check_parity, export_policy
+from tether.export import ExportedPolicy, ExportError, check_parity, export_policy
 from tether.export import exporters as exporters_module
 from tether.export.runtime import torch_runner
 from tether.nets import ObservationNorm
@@ -87,7 +87,7 @@ def test_the_torchscript_fallback_when_dynamo_fails(tmp_path: Path, monkeypatch:
     assert "dynamo exporter failed (RuntimeError: dynamo cannot take this RNN)" in result.notes[0]
     assert "TorchScript exporter (dynamo=False) wrote the file instead" in result.notes[0]
     _assert_parity(report)
-    with pytest.raises(exporters_module.ExportError, match="dynamo exporter cannot take this policy's step"):
+    with pytest.raises(ExportError, match="dynamo exporter cannot take this policy's step"):
         export_policy(make_policy("box", "discrete"), tmp_path / "x.onnx", exporter="dynamo")
 
 

@@ -17,7 +17,7 @@ from tether._extras import require
 
 require("gymnasium", "tether.export")
 
-from tether.export.errors import ExportedFileError, ExportError
+from tether.export.errors import ExportedFileError, ExportedInputError, ExportError
 from tether.export.exporters import ExportResult, export_policy
 from tether.export.metadata import read_metadata
 from tether.export.parity import ParityReport, check_parity
@@ -27,6 +27,7 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "ExportedFileError",
+    "ExportedInputError",
     "ExportedPolicy",
     "ParityReport",
     "check_parity",

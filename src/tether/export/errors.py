@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tether.errors import TetherError
 
-__all__ = ["ExportError", "ExportedFileError"]
+__all__ = ["ExportError", "ExportedFileError", "ExportedInputError"]
 
 
 class ExportError(TetherError, ValueError):
@@ -34,3 +34,7 @@ class ExportedFileError(TetherError, ValueError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+class ExportedInputError(TetherError, ValueError):
+    """An input to an exported policy does not fit its file (rows, shape, or a fixed batch)."""

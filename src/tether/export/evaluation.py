@@ -53,7 +53,7 @@ def evaluate_exported(
 
     Raises:
         ExportedFileError: when the file's spaces are not the env's.
-        ValueError: when a fixed-batch file cannot run ``num_envs`` envs.
+        ExportedInputError: when a fixed-batch file cannot run ``num_envs`` envs.
     """
     envs = max(1, min(num_envs or 8, episodes))
     fixed = policy.metadata["batch"]

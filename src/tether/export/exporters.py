@@ -208,6 +208,9 @@ def export_policy(
     if chosen not in ("onnx", "pt2"):
         raise ExportError(f"export: expected the format onnx or pt2 (or a .onnx / .pt2 file name), got"
                           f" {file_format or target.name!r}", part="format")
+    if file_format is not None and target.suffix in (".onnx", ".pt2") and target.suffix != f".{file_format}":
+        raise ExportError(f"export: the format {file_format} does not match the file name {target.name};"
+                          f" name it {target.stem}.{file_format}", part="format")
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ExportError(f"export: expected a batch of 1 or more rows (or None for a dynamic batch), got"
                           f" {batch!r}", part="batch")

@@ -16,7 +16,7 @@ import numpy as np
 
 from tether.export import metadata as meta_io
 from tether.export._deps import load_onnx, ort_session
-from tether.export.errors import ExportedFileError
+from tether.export.errors import ExportedFileError, ExportedInputError
 
 __all__ = ["ExportedPolicy"]
 
@@ -138,12 +138,12 @@ class ExportedPolicy:
         """Start ``num_envs`` rows from a zero state.
 
         Raises:
-            ValueError: for fewer than 1 row, or another count than a fixed-batch file was exported for.
+            ExportedInputError: for fewer than 1 row, or another count than a fixed-batch file was exported for.
         """
         fixed = self.metadata["batch"]
         if num_envs < 1 or fixed not in ("dynamic", num_envs):
             want = "1 or more rows" if fixed == "dynamic" else f"{fixed} rows (the file's fixed batch)"
-            raise ValueError(f"ExportedPolicy.reset: expected {want}, got {num_envs}; export with"
+            raise ExportedInputError(f"ExportedPolicy.reset: expected {want}, got {num_envs}; export with"
                              " --dynamic-batch to run any batch")
         sig = self.metadata["signature"]
         self._state = {}
@@ -155,19 +155,19 @@ class ExportedPolicy:
         """The graph's inputs for one call from the kept state (what :meth:`step` feeds).
 
         Raises:
-            ValueError: for an observation, flags or mask with another number of rows.
+            ExportedInputError: for an observation, flags or mask with another number of rows.
         """
         rows, sig, names = self.state["h"].shape[1], self.metadata["signature"], self.metadata["inputs"]
         out: dict[str, np.ndarray] = {}
         for leaf in self.metadata["obs_leaves"]:
             value = np.asarray(_leaf(obs, leaf["path"]), dtype=sig[leaf["name"]]["dtype"])
             if value.ndim == 0 or value.shape[0] != rows:
-                raise ValueError(f"ExportedPolicy: expected {leaf['name']} with {rows} rows (one per env),"
+                raise ExportedInputError(f"ExportedPolicy: expected {leaf['name']} with {rows} rows (one per env),"
                                  f" got the shape {list(value.shape)}")
             out[leaf["name"]] = value.reshape(rows, *sig[leaf["name"]]["shape"][1:])
         start = np.zeros(rows, dtype=bool) if done is None else np.asarray(done, dtype=bool).reshape(-1)
         if start.shape != (rows,):
-            raise ValueError(f"ExportedPolicy: expected done flags shaped [{rows}], got"
+            raise ExportedInputError(f"ExportedPolicy: expected done flags shaped [{rows}], got"
                              f" {list(np.shape(done))}")
         out[names["episode_start"]] = start
         out.update(self.state)
@@ -176,7 +176,7 @@ class ExportedPolicy:
             mask = (np.ones((rows, width), dtype=bool) if action_mask is None
                     else np.asarray(action_mask, dtype=bool))
             if mask.shape != (rows, width):
-                raise ValueError(f"ExportedPolicy: expected an action mask shaped [{rows}, {width}], got"
+                raise ExportedInputError(f"ExportedPolicy: expected an action mask shaped [{rows}, {width}], got"
                                  f" {list(mask.shape)}")
             out[names["action_mask"][0]] = mask
         return out
