@@ -138,13 +138,13 @@ class ExportedPolicy:
         """Start ``num_envs`` rows from a zero state.
 
         Raises:
-            ExportedInputError: for fewer than 1 row, or another count than a fixed-batch file was exported for.
+            ExportedInputError: for fewer than 1 row, or another count than a fixed-batch file takes.
         """
         fixed = self.metadata["batch"]
         if num_envs < 1 or fixed not in ("dynamic", num_envs):
             want = "1 or more rows" if fixed == "dynamic" else f"{fixed} rows (the file's fixed batch)"
             raise ExportedInputError(f"ExportedPolicy.reset: expected {want}, got {num_envs}; export with"
-                             " --dynamic-batch to run any batch")
+                                     " --dynamic-batch to run any batch")
         sig = self.metadata["signature"]
         self._state = {}
         for name in self.metadata["inputs"]["state"]:
@@ -162,13 +162,13 @@ class ExportedPolicy:
         for leaf in self.metadata["obs_leaves"]:
             value = np.asarray(_leaf(obs, leaf["path"]), dtype=sig[leaf["name"]]["dtype"])
             if value.ndim == 0 or value.shape[0] != rows:
-                raise ExportedInputError(f"ExportedPolicy: expected {leaf['name']} with {rows} rows (one per env),"
-                                 f" got the shape {list(value.shape)}")
+                raise ExportedInputError(f"ExportedPolicy: expected {leaf['name']} with {rows} rows (one per"
+                                         f" env), got the shape {list(value.shape)}")
             out[leaf["name"]] = value.reshape(rows, *sig[leaf["name"]]["shape"][1:])
         start = np.zeros(rows, dtype=bool) if done is None else np.asarray(done, dtype=bool).reshape(-1)
         if start.shape != (rows,):
             raise ExportedInputError(f"ExportedPolicy: expected done flags shaped [{rows}], got"
-                             f" {list(np.shape(done))}")
+                                     f" {list(np.shape(done))}")
         out[names["episode_start"]] = start
         out.update(self.state)
         if names["action_mask"]:
@@ -176,8 +176,8 @@ class ExportedPolicy:
             mask = (np.ones((rows, width), dtype=bool) if action_mask is None
                     else np.asarray(action_mask, dtype=bool))
             if mask.shape != (rows, width):
-                raise ExportedInputError(f"ExportedPolicy: expected an action mask shaped [{rows}, {width}], got"
-                                 f" {list(mask.shape)}")
+                raise ExportedInputError(f"ExportedPolicy: expected an action mask shaped [{rows}, {width}],"
+                                         f" got {list(mask.shape)}")
             out[names["action_mask"][0]] = mask
         return out
 
