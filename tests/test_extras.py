@@ -55,3 +55,27 @@ def test_the_command_says_what_to_install() -> None:
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0
     assert "tether: error: tether.ppo needs gymnasium" in out.stderr
+
+
+_NO_ONNX = "import sys\nfor name in ('onnx', 'onnxruntime', 'onnxscript'):\n    sys.modules[name] = None\n"
+
+NO_ONNX = _NO_ONNX + """
+import gymnasium as gym
+import tether, tether.cli, tether.ppo, tether.export, tether.export.cli, tether.export.runtime
+from tether.export import export_policy
+from tether.nets import FactoredRecurrentActorCritic
+policy = FactoredRecurrentActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), core_hidden_size=8)
+try:
+    export_policy(policy, "never-written.onnx")
+except tether.errors.MissingDependencyError as err:
+    print(err)
+"""
+
+
+def test_the_core_and_the_trainer_import_no_onnx_package() -> None:
+    """Without onnx / onnxruntime / onnxscript: tether, the trainer and tether.export import; ONNX names its extra."""
+    out = _run(NO_ONNX)
+    assert out.returncode == 0, out.stderr
+    message = out.stdout.strip()
+    assert "tether export --format onnx needs onnx, which is not installed here" in message
+    assert "pip install 'tether-rl[export]'" in message

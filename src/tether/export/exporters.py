@@ -136,8 +136,6 @@ def _onnx_torchscript(step: Any, examples: tuple[Any, ...], batch: int | None, p
 
 def _write_onnx(program: Any, step: Any, examples: tuple[Any, ...], batch: int | None, path: Path,
                 exporter: Exporter) -> tuple[str, list[str]]:
-    require("onnx", "tether export --format onnx")
-    require("onnxscript", "tether export --format onnx")
     notes: list[str] = []
     if exporter in ("auto", "dynamo"):
         try:
@@ -217,6 +215,9 @@ def export_policy(
     if exporter not in ("auto", "dynamo", "torchscript"):
         raise ExportError(f"export: expected the exporter auto, dynamo or torchscript, got {exporter!r}",
                           part="format")
+    if chosen == "onnx":  # before any work: a missing package is said at once
+        require("onnx", "tether export --format onnx")
+        require("onnxscript", "tether export --format onnx")
     step = _make_step(policy, deterministic, action_masks, obs_norm)
     program, examples = _trace(step, batch)
     with torch.no_grad():
