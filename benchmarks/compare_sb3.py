@@ -41,8 +41,9 @@ import torch
 
 import tether
 import tether.envs  # registers tether/CartPole-NoVel-v0 (also in the --run subprocesses)
-from tether.bench.provenance import collect
-from tether.ppo import PPOConfig, RecurrentPPO, read_metrics
+from tether.bench.provenance import collect, measured_on
+from tether.ppo import PPOConfig, RecurrentPPO
+from tether.train import read_metrics
 
 try:
     import sb3_contrib
@@ -373,19 +374,19 @@ _STAGES = (
     ("    policy.act", "nets/actor_critic.py", "act"),
     ("    TrackedVectorEnv.step", "rollout/vec.py", "step"),
     ("      gymnasium SyncVectorEnv.step", "vector/sync_vector_env.py", "step"),
-    ("    buffer.add", "rollout/buffer.py", "add"),
+    ("    buffer.write (the sink)", "rollout/buffer.py", "write"),
     ("    policy.value (bootstrap, last)", "nets/actor_critic.py", "value"),
     ("  compute_advantages (GAE)", "rollout/buffer.py", "compute_advantages"),
     ("  _optimise", "tether/ppo/trainer.py", "_optimise"),
     ("    buffer.minibatches", "rollout/buffer.py", "minibatches"),
     ("    evaluate_actions", "nets/actor_critic.py", "evaluate_actions"),
-    ("      unroll", "tether/sequence.py", "unroll"),
+    ("      unroll", "sequence/_unroll.py", "unroll"),
     ("    ppo_loss", "tether/ppo/loss.py", "ppo_loss"),
     ("    backward", "torch/_tensor.py", "backward"),
     ("    clip_grad_norm_", "nn/utils/clip_grad.py", "clip_grad_norm_"),
     ("    Adam.step", "torch/optim/adam.py", "step"),
     ("  save (checkpoints)", "tether/ppo/trainer.py", "save"),
-    ("  MetricsLogger.log", "tether/ppo/metrics.py", "log"),
+    ("  MetricsLogger.log", "tether/train/metrics.py", "log"),
 )
 
 
@@ -416,7 +417,7 @@ def profile(args: Args, out: Path) -> None:
     whole = rows[0][2] if rows else seconds
     text.write(f"tether RecurrentPPO.train(), {trainer.steps} steps, mode {args.tether_mode}, 1 thread:"
                f" {seconds:.1f} s under cProfile ({trainer.steps / seconds:.0f} steps/s with profiling"
-               " overhead)\n\nstage                                    calls   cum s   share\n")
+               f" overhead)\n{measured_on(collect())}\n\nstage                                    calls   cum s   share\n")
     for label, calls, cum in rows:
         text.write(f"{label:<40} {calls:>6} {cum:>7.2f} {100 * cum / whole:>6.1f} %\n")
     text.write("\ntop 30 by cumulative time:\n")

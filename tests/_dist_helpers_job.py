@@ -1,6 +1,6 @@
 """One rank of the 2-rank job behind tests/test_distributed.py (run as a script, one per rank).
 
-Each rank draws its own data from ``seed + rank``, runs every helper of ``tether.distributed`` on
+Each rank draws its own data from ``seed + rank``, runs every helper of ``tether.distributed`` (and each collective of its context) on
 it, and writes inputs and outputs to ``OUT/rank<r>.pt`` for the tests to check against numpy.
 """
 
@@ -25,7 +25,6 @@ def main() -> None:
     rng = np.random.default_rng(100 + r)
     x = rng.normal(loc=3.0 * r, scale=1.0 + r, size=(SIZES[r], 3))
     result: dict[str, object] = {"rank": r, "world": ctx.world_size, "x": x}
-    result["moments"] = distributed.combine_moments(x.mean(0), x.var(0), float(len(x)))
     # running statistics: the same start, each rank its own batches, then a sync (twice)
     stats = RunningMeanStd(shape=(3,))
     sync = distributed.RunningStatsSync(stats)
@@ -38,8 +37,8 @@ def main() -> None:
     result["batches"], result["rounds"] = batches, rounds
     values = torch.tensor(x[:, 0], dtype=torch.float32)
     mask = torch.tensor(rng.random(len(x)) < 0.7)
-    result["masked"] = (values, mask, distributed.masked_mean_std(values, mask))
-    result["any"] = (distributed.any_rank(r == 1), distributed.any_rank(False))
+    result["masked"] = (values, mask, ctx.masked_mean_std(values, mask))
+    result["any"] = (ctx.any(r == 1), ctx.any(False))
     layer = torch.nn.Linear(3, 2)  # a different init per rank (the global seed is not shared)
     torch.nn.init.normal_(layer.weight, mean=float(r))
     distributed.broadcast_module(layer)
@@ -50,11 +49,11 @@ def main() -> None:
     weight = float(SIZES[r])
     total = distributed.average_gradients(layer.parameters(), weight=weight)
     result["grads"] = (grads, weight, total, [p.grad.detach().clone() for p in layer.parameters()])
-    result["gathered"] = (distributed.all_gather_objects({"r": r}), distributed.gather_objects(r * 10))
-    result["mean"] = distributed.mean_across_ranks([float(r), 2.0 * r])
+    result["gathered"] = (ctx.all_gather({"r": r}), ctx.gather(r * 10))
+    result["mean"] = ctx.mean([float(r), 2.0 * r])
     result["seeds"] = (distributed.rank_seed(7), distributed.env_seed(7, 4), distributed.is_main_process())
     torch.save(result, out / f"rank{r}.pt")
-    distributed.barrier()
+    ctx.barrier()
     distributed.shutdown()
 
 

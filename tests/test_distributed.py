@@ -1,4 +1,5 @@
-"""Tests for tether.distributed: no-ops in one process, and each helper on 2 gloo ranks vs numpy."""
+"""Tests for tether.distributed: no-ops in one process, and each helper (and context collective) on 2 gloo
+ranks vs numpy."""
 
 from __future__ import annotations
 
@@ -34,6 +35,18 @@ def test_init_without_torchrun_is_a_single_process(monkeypatch: pytest.MonkeyPat
     assert (distributed.rank(), distributed.world_size(), distributed.is_main_process()) == (0, 1, True)
 
 
+@pytest.mark.parametrize("device", ["banana", "cuda:7", "cpu:x"])
+def test_a_device_this_machine_cannot_use_is_one_line(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A device torch cannot parse, or one this machine lacks, is refused naming those it has."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match=r"^device: .*(expected a torch device such as|not available on this"
+                                          r" machine).* cpu"):
+        distributed.init(device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^device: 'cuda' is not available on this machine .*available: cpu$"):
+            distributed.init("cuda")
+
+
 def test_bad_torchrun_variables_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """A malformed WORLD_SIZE, or more CUDA ranks on a machine than GPUs, is one clear line."""
     monkeypatch.setenv("WORLD_SIZE", "two")
@@ -58,13 +71,12 @@ def test_single_process_helpers_are_no_ops() -> None:
     for p, g, b in zip(layer.parameters(), grads, before, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=0, atol=0)
         torch.testing.assert_close(p.detach(), b, rtol=0, atol=0)
+    ctx = distributed.init("cpu")
     values = [1.0, 2.5]
-    assert distributed.mean_across_ranks(values) is values
-    assert (distributed.any_rank(True), distributed.any_rank(False)) == (True, False)
-    assert distributed.all_gather_objects("x") == ["x"]
-    assert distributed.gather_objects("x") == ["x"]
-    mean, var = np.array([1.0, 2.0]), np.array([0.5, 0.25])
-    assert distributed.combine_moments(mean, var, 4.0) == (mean, var, 4.0)
+    assert ctx.mean(values) is values
+    assert (ctx.any(True), ctx.any(False)) == (True, False)
+    assert ctx.all_gather("x") == ["x"]
+    assert ctx.gather("x") == ["x"]
     stats = RunningMeanStd(shape=(2,))
     stats.update(np.array([[1.0, 2.0], [3.0, 5.0]]))
     saved = (stats.mean.copy(), stats.var.copy(), stats.count)
@@ -72,14 +84,14 @@ def test_single_process_helpers_are_no_ops() -> None:
     np.testing.assert_array_equal(stats.mean, saved[0])
     np.testing.assert_array_equal(stats.var, saved[1])
     assert stats.count == saved[2]
-    distributed.barrier()
+    ctx.barrier()
 
 
 def test_masked_mean_std_in_one_process() -> None:
     """The masked mean / population std / count of one process's values."""
     x = torch.tensor([1.0, 2.0, 10.0, 4.0])
     mask = torch.tensor([True, True, False, True])
-    mean, std, count = distributed.masked_mean_std(x, mask)
+    mean, std, count = distributed.init("cpu").masked_mean_std(x, mask)
     torch.testing.assert_close(mean, torch.tensor(7.0 / 3.0))
     torch.testing.assert_close(std, torch.tensor(np.std([1.0, 2.0, 4.0]), dtype=torch.float32))
     assert float(count) == 3.0
@@ -113,16 +125,6 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
 def test_rank_seeds_are_disjoint(ranks: list[dict[str, Any]]) -> None:
     """Rank r seeds torch with seed + r and its 4 envs from seed + 4r; only rank 0 is the main one."""
     assert [r["seeds"] for r in ranks] == [(7, 7, True), (8, 11, False)]
-
-
-def test_combine_moments_equals_the_statistics_of_the_union(ranks: list[dict[str, Any]]) -> None:
-    """Each rank's own mean / var / count combine to those of all ranks' samples together."""
-    union = np.concatenate([r["x"] for r in ranks])
-    for r in ranks:
-        mean, var, count = r["moments"]
-        np.testing.assert_allclose(mean, union.mean(0), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(var, union.var(0), rtol=0, atol=1e-12)
-        assert count == len(union)
 
 
 def test_running_stats_sync_gives_every_rank_all_ranks_samples(ranks: list[dict[str, Any]]) -> None:

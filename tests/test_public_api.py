@@ -20,10 +20,8 @@ PUBLIC = {
 
 PACKAGES = {
     "tether.bench": {"add_parser", "run"},
-    "tether.distributed": {"DistContext", "RunningStats", "RunningStatsSync", "all_gather_objects", "any_rank",
-                           "average_gradients", "barrier", "broadcast_module", "combine_moments", "env_seed",
-                           "gather_objects", "init", "is_main_process", "masked_mean_std", "mean_across_ranks",
-                           "rank", "rank_seed", "shutdown", "sum_across_ranks", "world_size"},
+    "tether.distributed": {"DistContext", "RunningStatsSync", "average_gradients", "broadcast_module", "env_seed",
+                           "init", "is_main_process", "rank", "rank_seed", "shutdown", "world_size"},
     "tether.clock": {"EpisodeClock"},
     "tether.envs": {"ENV_IDS", "MaskObservation", "RecallEnv", "make_vector_env"},
     "tether.errors": {"ActionMaskError", "CheckpointError", "ConfigError", "GraphLeakError", "LifecycleError",
@@ -34,15 +32,15 @@ PACKAGES = {
     "tether.modes": {"Mode", "get_mode", "mode", "set_mode"},
     "tether.nets": {"ActionLayout", "ActionMaskError", "FactoredRecurrentActorCritic", "MemorylessPolicy",
                     "ObservationLayout", "ObservationNorm", "PolicyStep"},
-    "tether.ppo": {"EvalSummary", "MetricsLogger", "MissingDependencyError", "PPOConfig", "PPOLoss", "PRESETS",
-                   "RecurrentPPO", "RunFolderError", "evaluate_policy", "load_checkpoint", "plot_runs", "ppo_loss",
-                   "read_metrics", "save_checkpoint"},
+    "tether.ppo": {"PPOConfig", "PPOLoss", "PRESETS", "RecurrentPPO", "ppo_loss"},
     "tether.policy": {"ActResult", "EvalResult", "ExportablePolicy", "RecurrentPolicy"},
-    "tether.rollout": {"RecurrentRolloutBuffer", "RolloutCollector", "RolloutStorage", "SequenceMinibatch",
-                       "TrackedVectorEnv", "VecStep", "compute_gae"},
+    "tether.rollout": {"RecurrentRolloutBuffer", "RolloutCollector", "RolloutSink", "RolloutStorage",
+                       "SequenceMinibatch", "TrackedVectorEnv", "Transition", "VecStep", "compute_gae"},
     "tether.sequence": {"Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference"},
     "tether.state": {"RecurrentState"},
     "tether.testing": {"assert_memory_flat", "assert_no_graph_leak", "graph_size", "rss_bytes"},
+    "tether.train": {"EnvConfig", "EvalSummary", "MetricsLogger", "NetworkConfig", "Run", "RunConfig", "RunFolder",
+                     "evaluate_policy", "load_checkpoint", "plot_runs", "read_metrics", "save_checkpoint"},
     "tether.tracking": {"DEFAULT_MAX_GRAPH_STEPS", "GRAPH_BYTES_PER_STATE_BYTE", "StateSpec", "TrackedRNN", "track"},
 }
 

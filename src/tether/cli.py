@@ -1,7 +1,10 @@
 """The ``tether`` command: ``train``, ``eval``, ``plot`` and ``export`` (also ``python -m tether``).
 
-``tether train`` takes every :class:`~tether.ppo.PPOConfig` setting as a flag (``--n-steps 64``),
-built from the setting's type, and from a TOML file (``--config run.toml``; flags win);
+``tether train --algo NAME`` (``ppo``, the default; :data:`ALGORITHMS` lists them) takes every
+setting of that algorithm's config (:class:`~tether.ppo.PPOConfig`) as a flag (``--n-steps 64``),
+built from the setting's type and grouped by concern (env, network, run, the algorithm's own), and
+from a TOML file (``--config run.toml``, flat or in ``[env]`` / ``[network]`` / ``[run]`` /
+``[ppo]`` tables; flags win);
 ``--resume RUN_DIR`` continues a run from its last checkpoint, in RUN_DIR wherever it now is.
 ``tether train --nproc N`` trains data-parallel on N processes of this machine (it starts
 ``torchrun --standalone --nproc-per-node N -m tether train ...`` with the other arguments);
@@ -18,6 +21,7 @@ and exits with status 2. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -26,14 +30,47 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+import attrs
+
 from tether._toml import tomllib
 from tether.bench import cli as bench_cli
 from tether.errors import ConfigError, TetherError
-from tether.ppo.config import PPOConfig, merge_settings
+from tether.ppo.config import PPOConfig
 from tether.ppo.presets import PRESETS
+from tether.train.config import merge_settings
 from tether.train.run_folder import RunFolder, write_text
 
-__all__ = ["main"]
+__all__ = ["ALGORITHMS", "Algorithm", "main"]
+
+
+@attrs.frozen(kw_only=True)
+class Algorithm:
+    """One trainer ``tether train --algo NAME`` can run: its settings, presets and trainer class.
+
+    Attributes:
+        config: the settings class (``from_dict`` / ``from_toml`` / ``from_preset``, one flag per field).
+        presets: tuned settings by name.
+        trainer: ``"module:Class"`` of the trainer (imported when used, so ``--help`` stays fast);
+            it takes the config and has ``train`` / ``evaluate`` / ``load`` / ``resume`` / ``close``.
+        help: one line for ``--help``.
+    """
+
+    config: Any
+    presets: dict[str, dict[str, Any]]
+    trainer: str
+    help: str
+
+    def trainer_class(self) -> Any:
+        """The trainer class (imported here)."""
+        module, _, name = self.trainer.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "ppo": Algorithm(config=PPOConfig, presets=PRESETS, trainer="tether.ppo:RecurrentPPO",
+                     help="recurrent PPO (on-policy, clipped objective)"),
+}
+"""The trainers of ``tether train --algo``: a second algorithm is one more entry."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,29 +126,55 @@ def _flag_options(hint: Any) -> dict[str, Any]:
     raise TypeError(f"tether cli: no flag for the setting type {hint!r}")  # a new type needs one
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (defaults shown; also settable in --config TOML)")
-    defaults = PPOConfig()
-    for name, hint in PPOConfig.field_types().items():
+def _add_config_flags(parser: argparse.ArgumentParser, algo: str) -> None:
+    config = ALGORITHMS[algo].config
+    defaults = config()
+    sections = config.sections()
+    groups = {section: parser.add_argument_group(
+        f"{section} settings (defaults shown; also settable in --config TOML, flat or in [{section}])")
+        for section in dict.fromkeys(sections.values())}
+    for name, hint in config.field_types().items():
         options = _flag_options(hint)
         flag = "--" + name.replace("_", "-")
         flags = [flag]
         if options.get("action") == "append":  # repeatable: one item per flag, named in the singular
             flags = [flag.removesuffix("s"), flag]
-        field = next(f for f in PPOConfig.__attrs_attrs__ if f.name == name)
+        field = next(f for f in attrs.fields(config) if f.name == name)
         help_text = f"{field.metadata['help']} (default: {getattr(defaults, name)!r})"
         if options.get("action") == "append":
             help_text += "; repeatable"
-        group.add_argument(*flags, dest=name, default=None, help=help_text, **options)
+        groups[sections[name]].add_argument(*flags, dest=name, default=None, help=help_text, **options)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _algo_of(argv: Sequence[str]) -> str:
+    """The ``--algo`` a ``train`` command line names (or its ``--config`` file's ``algo``; else ppo).
+
+    Only picks which settings become flags: the full parse checks the choice itself.
+    """
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--algo")
+    pre.add_argument("--config", type=Path)
+    known, _ = pre.parse_known_args(list(argv)[1:])
+    if known.algo is None and known.config is not None and known.config.is_file():
+        try:
+            named = tomllib.loads(known.config.read_text(encoding="utf-8")).get("algo")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+            named = None  # the full read says what is wrong with the file
+        known.algo = named if isinstance(named, str) else None
+    return known.algo if known.algo in ALGORITHMS else "ppo"
+
+
+def _build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
     parser = _Parser(prog="tether", description="Recurrent PPO with checked hidden states.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train RecurrentPPO (default task: tether/CartPole-NoVel-v0)")
-    train.add_argument("--config", type=Path, help="TOML file of settings (top level or a [train] table)")
-    train.add_argument("--preset", choices=sorted(PRESETS),
+    train = sub.add_parser("train", help="train a recurrent policy (default: PPO on CartPole-NoVel)")
+    train.add_argument("--algo", choices=sorted(ALGORITHMS), default=algo,
+                       help="the trainer: " + "; ".join(f"{k}: {a.help}" for k, a in ALGORITHMS.items())
+                            + f" (default: {algo})")
+    train.add_argument("--config", type=Path,
+                       help="TOML file of settings (flat, in a [train] table, or in tables by concern)")
+    train.add_argument("--preset", choices=sorted(ALGORITHMS[algo].presets),
                        help="tuned settings for one of tether's tasks (flags still win)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue the run saved in RUN_DIR (it keeps its settings and env)")
@@ -121,12 +184,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--nproc", type=int, default=None, metavar="N",
                        help="train data-parallel on N processes of this machine (via torchrun; num_envs"
                             " is per process)")
-    _add_config_flags(train)
+    _add_config_flags(train, algo)
 
     evaluate = sub.add_parser("eval", help="evaluate a checkpoint deterministically")
     evaluate.add_argument("checkpoint", type=Path, help="a checkpoint file or a run folder")
     evaluate.add_argument("--episodes", type=int, default=20, help="episodes to run (default: 20)")
-    evaluate.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation envs")
+    evaluate.add_argument("--seed", type=int, default=10_000, help="seed of the evaluation envs (0 or more)")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     evaluate.add_argument("--json", action="store_true", help="print every return as JSON instead")
     evaluate.add_argument("--env-import", dest="env_imports", action="append", default=[], metavar="NAME",
@@ -147,7 +210,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (repeated ``--env-kwarg`` pairs as one table)."""
     out: dict[str, Any] = {}
-    for name, hint in PPOConfig.field_types().items():
+    for name, hint in ALGORITHMS[args.algo].config.field_types().items():
         value = getattr(args, name)
         if value is None:
             continue
@@ -177,8 +240,9 @@ def _without_nproc(argv: Sequence[str]) -> list[str]:
 
 def _check_launch(args: argparse.Namespace) -> None:
     """Refuse in one line, before starting any process, what every rank would refuse."""
-    from tether.ppo.checkpoint import load_checkpoint  # noqa: PLC0415
+    from tether.train.checkpoint import load_checkpoint  # noqa: PLC0415
 
+    algo = ALGORITHMS[args.algo]
     if args.nproc < 1:
         raise ConfigError(f"--nproc: expected 1 or more processes, got {args.nproc}")
     overrides = _overrides(args)
@@ -191,14 +255,17 @@ def _check_launch(args: argparse.Namespace) -> None:
                               f" {args.nproc}; resume it on {saved}"
                               f" (tether train --resume DIR --nproc {saved})")
         return
+    RunFolder(_settings(algo, args, overrides).run_dir).check(overwrite=args.overwrite)
+
+
+def _settings(algo: Algorithm, args: argparse.Namespace, overrides: dict[str, Any]) -> Any:
+    """A fresh run's settings: the TOML file, then the preset, then the flags (each wins over the last)."""
     if args.config is not None:
-        base = PRESETS[args.preset] if args.preset else {}
-        config = PPOConfig.from_toml(args.config, **merge_settings(base, overrides))
-    elif args.preset is not None:
-        config = PPOConfig.from_preset(args.preset, **overrides)
-    else:
-        config = PPOConfig.from_dict(overrides, source="flags")
-    RunFolder(config.run_dir).check(overwrite=args.overwrite)
+        return algo.config.from_toml(args.config, **merge_settings(algo.presets[args.preset] if args.preset
+                                                                   else {}, overrides))
+    if args.preset is not None:
+        return algo.config.from_preset(args.preset, **overrides)
+    return algo.config.from_dict(overrides, source="flags")
 
 
 def _launch(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -226,23 +293,18 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_here(args: argparse.Namespace) -> int:
     from tether import distributed  # noqa: PLC0415
-    from tether.ppo import RecurrentPPO  # noqa: PLC0415
 
+    algo = ALGORITHMS[args.algo]
+    trainer_class = algo.trainer_class()
     overrides = _overrides(args)
     if args.resume is not None:
         if args.config is not None or args.preset is not None or args.overwrite:
             raise ConfigError("--resume continues a run with its own settings; drop --config / --preset"
                               " / --overwrite")
         allowed = overrides.pop("env_imports", [])  # --env-import: consent to the run's own imports
-        trainer = RecurrentPPO.resume(args.resume, allow_imports=allowed, **overrides)
-    elif args.config is not None:
-        base = PRESETS[args.preset] if args.preset else {}
-        trainer = RecurrentPPO(PPOConfig.from_toml(args.config, **merge_settings(base, overrides)),
-                               overwrite=args.overwrite)
-    elif args.preset is not None:
-        trainer = RecurrentPPO(PPOConfig.from_preset(args.preset, **overrides), overwrite=args.overwrite)
+        trainer = trainer_class.resume(args.resume, allow_imports=allowed, **overrides)
     else:
-        trainer = RecurrentPPO(PPOConfig.from_dict(overrides, source="flags"), overwrite=args.overwrite)
+        trainer = trainer_class(_settings(algo, args, overrides), overwrite=args.overwrite)
     main_process = distributed.is_main_process()
     try:
         summary = trainer.train()
@@ -263,8 +325,8 @@ def _train_here(args: argparse.Namespace) -> int:
 
 
 def _draw_curves(run_dir: Path) -> None:
-    from tether.ppo.metrics import RunFolderError  # noqa: PLC0415
-    from tether.ppo.plotting import MissingDependencyError, plot_runs  # noqa: PLC0415
+    from tether.errors import MissingDependencyError, RunFolderError  # noqa: PLC0415
+    from tether.train.plotting import plot_runs  # noqa: PLC0415
 
     try:
         png = plot_runs([run_dir], run_dir / "curves.png")
@@ -277,9 +339,22 @@ def _draw_curves(run_dir: Path) -> None:
         print(f"learning curve: {png}")
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from tether.ppo import RecurrentPPO  # noqa: PLC0415
+def _trainer_of(path: Path) -> Any:
+    """The trainer class of the run saved at ``path`` (a file or a run folder), by its ``algo``."""
+    from tether.errors import CheckpointError  # noqa: PLC0415
+    from tether.train.checkpoint import load_checkpoint  # noqa: PLC0415
 
+    source = path / "checkpoint.pt" if path.is_dir() else path
+    if not source.exists():  # the trainer's load says what is missing
+        return ALGORITHMS["ppo"].trainer_class()
+    name = load_checkpoint(source).get("algo", "ppo")  # checkpoints before the algo key are PPO's
+    if name not in ALGORITHMS:
+        raise CheckpointError(f"{source}: a run of the algorithm {name!r}, which this tether does not know"
+                              f" (it knows {', '.join(sorted(ALGORITHMS))})")
+    return ALGORITHMS[name].trainer_class()
+
+
+def _eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError(f"--episodes: expected at least 1, got {args.episodes}")
     if args.seed < 0:
@@ -288,7 +363,8 @@ def _eval(args: argparse.Namespace) -> int:
         from tether.export import cli as export_cli  # noqa: PLC0415
 
         return export_cli.run_eval(args)
-    trainer = RecurrentPPO.load(args.checkpoint, progress=False, allow_imports=args.env_imports)
+    trainer = _trainer_of(args.checkpoint).load(args.checkpoint, progress=False,
+                                                allow_imports=args.env_imports)
     try:
         result = trainer.evaluate(args.episodes, seed=args.seed, deterministic=not args.stochastic)
     finally:
@@ -304,7 +380,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from tether.ppo.plotting import plot_runs  # noqa: PLC0415
+    from tether.train.plotting import plot_runs  # noqa: PLC0415
 
     out = args.out or (args.runs[0] if args.runs[0].is_dir() else args.runs[0].parent) / "curves.png"
     print(plot_runs(args.runs, out, metric=args.metric))
@@ -320,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with its traceback.
     """
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = _build_parser().parse_args(raw)
+    args = _build_parser(_algo_of(raw) if raw[:1] == ["train"] else "ppo").parse_args(raw)
     if args.command == "train" and args.nproc not in (None, 1) and "WORLD_SIZE" not in os.environ:
         try:
             return _launch(args, raw)

@@ -1,21 +1,22 @@
-"""Rank-aware helpers for data-parallel training on ``torch.distributed`` (torchrun).
+"""Data-parallel training on ``torch.distributed`` (torchrun): the run's context and a few helpers.
 
 Every helper is a no-op in a single process (world size 1: it returns its input unchanged, never
 touching ``torch.distributed``), so a training loop calls them unconditionally and runs the same
 code on one process or many. In a run started by ``torchrun`` (``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK`` set), :func:`init` joins the process group: gloo on CPU, NCCL on CUDA, the GPU of a
-rank being ``cuda:LOCAL_RANK``.
+rank being ``cuda:LOCAL_RANK``; it returns a :class:`DistContext`.
 
-What a recurrent PPO loop needs, per rank:
+What a recurrent training loop needs, per rank:
 
 - its own envs and clock: seed torch with :func:`rank_seed` and the envs with :func:`env_seed`
   (rank ``r``'s env ``i`` gets ``seed + r * E + i``: the seeds one process of ``N × E`` envs uses);
 - the same weights: :func:`broadcast_module` once after building the network;
 - gradients averaged every minibatch: :func:`average_gradients` after ``backward`` (weighted by
   each rank's step count, so the update equals one over the union of the ranks' minibatches);
-- shared statistics: :func:`masked_mean_std` (advantage normalisation over all ranks' minibatches),
-  :func:`combine_moments` and :class:`RunningStatsSync` (observation normalisation);
-- one decision: :func:`any_rank` (e.g. target-KL early stop: all ranks stop together).
+- shared statistics and decisions, through the context: ``ctx.masked_mean_std`` (advantage
+  normalisation over all ranks' minibatches), ``ctx.mean``, ``ctx.any`` (e.g. target-KL early
+  stop: all ranks stop together), ``ctx.gather`` / ``ctx.all_gather``, ``ctx.barrier``; and
+  :class:`RunningStatsSync` (observation normalisation).
 
 Example (a user's own loop, started with ``torchrun --nproc-per-node 2 train.py``)::
 
@@ -27,6 +28,7 @@ Example (a user's own loop, started with ``torchrun --nproc-per-node 2 train.py`
     loss.backward()
     tether.distributed.average_gradients(policy.parameters(), weight=steps_in_my_minibatch)
     optimizer.step()
+    if ctx.any(kl > limit): ...
 """
 
 from __future__ import annotations
@@ -44,24 +46,15 @@ from tether.errors import ConfigError
 
 __all__ = [
     "DistContext",
-    "RunningStats",
     "RunningStatsSync",
-    "all_gather_objects",
-    "any_rank",
     "average_gradients",
-    "barrier",
     "broadcast_module",
-    "combine_moments",
     "env_seed",
-    "gather_objects",
     "init",
     "is_main_process",
-    "masked_mean_std",
-    "mean_across_ranks",
     "rank",
     "rank_seed",
     "shutdown",
-    "sum_across_ranks",
     "world_size",
 ]
 
@@ -89,6 +82,32 @@ class DistContext:
         """Whether this is rank 0 (the one that writes metrics, checkpoints and plots)."""
         return self.rank == 0
 
+    # Collectives: every rank must call each of them (a no-op returning its input in one process).
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+        _barrier()
+
+    def mean(self, values: list[float]) -> list[float]:
+        """The element-wise mean of a list of numbers over the ranks."""
+        return _mean_across_ranks(values)
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is True on any rank: one decision every rank takes together."""
+        return _any_rank(flag)
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (picklable), in rank order, on every rank."""
+        return _all_gather_objects(value)
+
+    def gather(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value`` (picklable) on rank 0, in rank order; ``None`` on the others."""
+        return _gather_objects(value)
+
+    def masked_mean_std(self, x: torch.Tensor,
+                        mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mean, std (population) and count of ``x`` where ``mask``, over every rank's ``x``."""
+        return _masked_mean_std(x, mask)
+
 
 def _env_int(name: str, default: int) -> int:
     text = os.environ.get(name)
@@ -98,6 +117,35 @@ def _env_int(name: str, default: int) -> int:
         return int(text)
     except ValueError as err:
         raise ConfigError(f"{name}: expected an integer (torchrun sets it), got {text!r}") from err
+
+
+def available_devices() -> list[str]:
+    """The devices torch can use on this machine (``cpu`` first), as a device string names them."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"device: expected a torch device such as {', '.join(available_devices())},"
+                          f" got {str(device)!r}") from err
+
+
+def _check_usable(device: torch.device) -> None:
+    """Refuse a device this machine's torch cannot use (``cuda`` on a CPU-only build), in one line."""
+    if device.type == "cpu":
+        return
+    usable = available_devices()
+    if str(device) not in usable:
+        raise ConfigError(f"device: {str(device)!r} is not available on this machine (torch"
+                          f" {torch.__version__}); available: {', '.join(usable)}")
 
 
 def _active() -> bool:
@@ -134,12 +182,13 @@ def init(device: str | torch.device = "cpu") -> DistContext:
         A :class:`DistContext`.
 
     Raises:
-        ConfigError: for a CUDA run with more ranks on this machine than GPUs, or malformed
-            torchrun variables.
+        ConfigError: for a device torch cannot use here (naming those it can), a CUDA run with
+            more ranks on this machine than GPUs, or malformed torchrun variables.
     """
-    wanted = torch.device(device)
+    wanted = _device(device)
     size = world_size() if dist.is_available() and dist.is_initialized() else _env_int("WORLD_SIZE", 1)
     if size <= 1:
+        _check_usable(wanted)
         return DistContext(device=wanted)
     local = _env_int("LOCAL_RANK", 0)
     if wanted.type == "cuda":
@@ -161,7 +210,7 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
+def _barrier() -> None:
     """Wait until every rank gets here (a no-op in a single process)."""
     if _active():
         dist.barrier()
@@ -237,12 +286,12 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter], *, weight: float
     return norm
 
 
-def sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
+def _sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of ``values`` over the ranks (``values`` itself in a single process)."""
     return _reduce(values) if _active() else values
 
 
-def mean_across_ranks(values: list[float]) -> list[float]:
+def _mean_across_ranks(values: list[float]) -> list[float]:
     """The element-wise mean of a list of numbers over the ranks (the list itself in one process)."""
     if not _active() or not values:
         return values
@@ -250,7 +299,7 @@ def mean_across_ranks(values: list[float]) -> list[float]:
     return [float(v) / dist.get_world_size() for v in total]
 
 
-def any_rank(flag: bool) -> bool:
+def _any_rank(flag: bool) -> bool:
     """Whether ``flag`` is True on any rank: every rank gets the same answer (``flag`` in one process).
 
     Use it for a decision all ranks must take together (stopping an update's epochs on target KL),
@@ -261,7 +310,7 @@ def any_rank(flag: bool) -> bool:
     return bool(_reduce(torch.tensor([1.0 if flag else 0.0]), op=dist.ReduceOp.MAX)[0] > 0)
 
 
-def all_gather_objects(value: Any) -> list[Any]:
+def _all_gather_objects(value: Any) -> list[Any]:
     """Every rank's ``value`` (picklable), in rank order (``[value]`` in a single process)."""
     if not _active():
         return [value]
@@ -270,7 +319,7 @@ def all_gather_objects(value: Any) -> list[Any]:
     return out
 
 
-def gather_objects(value: Any, dst: int = 0) -> list[Any] | None:
+def _gather_objects(value: Any, dst: int = 0) -> list[Any] | None:
     """Every rank's ``value`` (picklable) on rank ``dst``, in rank order; ``None`` on the others.
 
     Call it on every rank (it is a collective). ``[value]`` in a single process.
@@ -282,7 +331,7 @@ def gather_objects(value: Any, dst: int = 0) -> list[Any] | None:
     return out
 
 
-def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The mean, std (population) and count of ``x`` where ``mask``, over every rank's ``x``.
 
     One all-reduce of three float64 sums; in a single process the same formula without it.
@@ -293,14 +342,14 @@ def masked_mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     m = mask.to(torch.float64)
     v = x.detach().to(torch.float64)
     sums = torch.stack([(v * m).sum(), (v * v * m).sum(), m.sum()])
-    sums = sum_across_ranks(sums)
+    sums = _sum_across_ranks(sums)
     count = sums[2].clamp(min=1.0)
     mean = sums[0] / count
     var = (sums[1] / count - mean * mean).clamp(min=0.0)
     return mean.to(x.dtype), var.sqrt().to(x.dtype), sums[2]
 
 
-def combine_moments(mean: np.ndarray, var: np.ndarray, count: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _combine_moments(mean: np.ndarray, var: np.ndarray, count: float) -> tuple[np.ndarray, np.ndarray, float]:
     """The mean, variance and count over all ranks' data, from each rank's own (disjoint) statistics.
 
     Exact (Chan et al.'s parallel formula, shifted by the global mean for stability), in float64.
@@ -327,7 +376,7 @@ def combine_moments(mean: np.ndarray, var: np.ndarray, count: float) -> tuple[np
     return shared.numpy().reshape(shape), (spread / total).numpy().reshape(shape), total
 
 
-class RunningStats(Protocol):
+class _RunningStats(Protocol):
     """Running statistics with ``mean``, ``var`` and ``count`` (gymnasium's ``RunningMeanStd``)."""
 
     mean: Any
@@ -341,14 +390,14 @@ class RunningStatsSync:
     Between syncs each rank updates its own copy with its own samples (e.g. gymnasium's
     ``NormalizeObservation`` at every env step). :meth:`sync` works out what each rank added since
     the last sync (its samples' count, mean and variance, by inverting Chan's merge), combines
-    those over the ranks with :func:`combine_moments`, and merges the result into the shared
+    those over the ranks with ``combine_moments``, and merges the result into the shared
     statistics, so every rank then holds the statistics of all ranks' samples. A no-op in one process.
 
     Args:
         stats: the running statistics to keep in step (changed in place by :meth:`sync`).
     """
 
-    def __init__(self, stats: RunningStats) -> None:
+    def __init__(self, stats: _RunningStats) -> None:
         self.stats = stats
         self._base = self._read()
 
@@ -373,7 +422,7 @@ class RunningStatsSync:
             d_var = np.maximum(m2 / dn, 0.0)
         else:
             d_mean, d_var, dn = np.zeros_like(mean), np.zeros_like(var), 0.0
-        g_mean, g_var, g_n = combine_moments(d_mean, d_var, dn)
+        g_mean, g_var, g_n = _combine_moments(d_mean, d_var, dn)
         if g_n > 0:
             total = base_n + g_n
             delta = g_mean - base_mean

@@ -79,7 +79,7 @@ def test_round_trip_act_buffer_evaluate_actions(name: str) -> None:
     policy = FactoredRecurrentActorCritic(space, spaces.Discrete(3), hidden_sizes=(16,), core_hidden_size=8,
                                           shared_core=False)
     with tether.mode("strict"):
-        collector = RolloutCollector(_venv(space), policy, 10, chunk_len=5, seed=0)
+        collector = RolloutCollector(_venv(space), policy, 10, seq_len=5, seed=0)
         buffer = collector.collect()
         buffer.compute_advantages()
         assert [leaf.dtype for leaf in _leaves(buffer.obs)] == STORED[name]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tether.cli import _without_nproc, main
-from tether.ppo import read_metrics
+from tether.train import read_metrics
 
 TINY = ["--num-envs", "2", "--n-steps", "16", "--total-steps", "64", "--n-epochs", "1",
         "--minibatch-envs", "1", "--hidden-size", "8", "--encoder-size", "8", "--no-progress",
@@ -41,6 +41,34 @@ def test_train_eval_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     png = tmp_path / "both.png"
     assert main(["plot", str(run), str(other), "--out", str(png)]) == 0
     assert png.stat().st_size > 1000
+
+
+def test_algo_and_toml_tables_by_concern(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--algo ppo (the default) reads a TOML file grouped by concern; the checkpoint names its algo."""
+    config = tmp_path / "run.toml"
+    run = tmp_path / "run"
+    config.write_text(f'algo = "ppo"\n[env]\nnum_envs = 2\n[network]\nhidden_size = 8\nencoder_size = 8\n'
+                      f'[run]\ntotal_steps = 32\nrun_dir = "{run}"\nprogress = false\n'
+                      '[ppo]\nn_steps = 16\nn_epochs = 1\nminibatch_envs = 1\n', encoding="utf-8")
+    assert main(["train", "--algo", "ppo", "--config", str(config), "--no-eval", "--seed", "3"]) == 0
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["algo"] == "ppo"
+    assert (saved["config"]["num_envs"], saved["config"]["hidden_size"], saved["config"]["seed"]) == (2, 8, 3)
+    capsys.readouterr()
+
+
+def test_help_groups_the_flags_by_concern(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tether train --help` lists --algo and one group of flags per concern, flag names unchanged."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--algo {ppo}" in out
+    for section, flag in (("env", "--env-id"), ("network", "--hidden-size"), ("run", "--total-steps"),
+                          ("ppo", "--learning-rate")):
+        head = out.index(f"{section} settings (defaults shown")
+        assert out.index(flag, head) > head
+    assert out.index("env settings") < out.index("network settings") < out.index("run settings")
+    assert out.index("network settings") < out.index("--shared-core", out.index("options:")) < out.index("run settings")
 
 
 def test_toml_config_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

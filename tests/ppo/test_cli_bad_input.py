@@ -18,7 +18,7 @@ from gymnasium import spaces
 from tether.cli import main
 from tether.errors import CheckpointError, NonFiniteError
 from tether.ppo import RecurrentPPO
-from tether.ppo.checkpoint import load_checkpoint
+from tether.train.checkpoint import load_checkpoint
 
 SMALL = ["--total-steps", "256", "--num-envs", "2", "--n-steps", "32", "--n-epochs", "1", "--no-progress",
          "--no-eval", "--hidden-size", "8", "--encoder-size", "8", "--minibatch-envs", "1"]
@@ -127,7 +127,7 @@ def test_a_non_finite_update_keeps_the_last_good_checkpoint(tmp_path: Path,
 
 def test_the_non_finite_check_names_the_quantity() -> None:
     """check_update_finite names a NaN loss, then a weight; finite ones pass."""
-    from tether.ppo.metrics import check_update_finite  # noqa: PLC0415
+    from tether.train.metrics import check_update_finite  # noqa: PLC0415
 
     good = torch.nn.Linear(2, 2)
     check_update_finite(4, {"policy_loss": 0.5, "value_loss": 1.0}, good.named_parameters())

@@ -59,6 +59,63 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_pat
     assert not list(tmp_path.iterdir())  # nothing written
 
 
+# Settings a run reads: each refused where it is read, before anything runs or is written.
+UNUSABLE_DEVICE = "cuda:99" if torch.cuda.is_available() else "cuda"
+BAD_SETTINGS = [
+    (["--learning-rate", "nan"], r"learning_rate: expected a finite number, got nan"),
+    (["--learning-rate", "inf"], r"learning_rate: expected a finite number, got inf"),
+    (["--learning-rate", "-0.001"], r"learning_rate: expected a positive value, got -0.001"),
+    (["--reward-scale", "nan"], r"reward_scale: expected a finite number, got nan"),
+    (["--gamma", "1.5"], r"gamma: expected a value in \[0, 1\], got 1.5"),
+    (["--gae-lambda", "nan"], r"gae_lambda: expected a finite number, got nan"),
+    (["--clip-range", "0"], r"clip_range: expected a positive value, got 0"),
+    (["--ent-coef=-inf"], r"ent_coef: expected a finite number, got -inf"),
+    (["--target-kl", "nan"], r"target_kl: expected a finite number, got nan"),
+    (["--max-grad-norm", "-1"], r"max_grad_norm: expected a positive value, got -1"),
+    (["--num-envs", "0"], r"num_envs: expected a positive value, got 0"),
+    (["--seed", "-1"], r"seed: expected 0 or more, got -1"),
+    (["--hidden-size", "0"], r"hidden_size: expected a positive value, got 0"),
+    (["--device", "banana"], r"device: expected a torch device such as cpu.*, got 'banana'"),
+    (["--device", UNUSABLE_DEVICE], rf"device: '{UNUSABLE_DEVICE}' is not available on this machine .*available: cpu"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_SETTINGS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_settings_are_one_line_and_exit_2(flags: list[str], message: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A non-finite or out-of-range number, or a device torch cannot use here: exit 2, one line, no run."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--no-eval", *flags, "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(message, _one_error_line(err, "train")), err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "nowhere", "--seed", "-1"], r"--seed: expected 0 or more \(gymnasium seeds are non-negative\)"),
+        (["train", "--algo", "nope"], r"argument --algo: invalid choice: 'nope'"),
+    ],
+)
+def test_bad_command_arguments_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """An evaluation seed gymnasium cannot take, or an unknown trainer: exit 2, one line."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        status = main(argv)
+    except SystemExit as stop:  # argparse's own refusals
+        status = int(stop.code or 0)
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(message, _one_error_line(err, argv[0])), err
+    assert not list(tmp_path.iterdir())
+
+
 def test_bad_values_in_flags_and_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A malformed flag, a bad choice or a wrongly typed TOML value: one line, exit 2."""
     for argv in (["train", "--env-kwarg", "novalue"], ["train", "--core", "transformer"]):
@@ -153,3 +210,29 @@ def test_plot_of_unplottable_runs_is_one_line(run: Path, tmp_path: Path,
     assert main(["plot", str(broken)]) == 2
     assert "metrics.jsonl:2: not a JSON record" in _one_error_line(capsys.readouterr().err, "plot")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(("algo", "message"), [
+    ("r2d3", r"a run of the algorithm 'r2d3', which this tether does not know \(it knows ppo\)"),
+    (None, None),  # a checkpoint written before the algo key: PPO's
+])
+def test_eval_picks_the_trainer_of_the_checkpoints_algo(algo: str | None, message: str | None, run: Path,
+                                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tether eval` loads the run with the trainer its checkpoint names; an unknown one is one line."""
+    data = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert data["algo"] == "ppo"
+    if algo is None:
+        del data["algo"]
+    else:
+        data["algo"] = algo
+    saved = tmp_path / "other" / "checkpoint.pt"
+    saved.parent.mkdir()
+    torch.save(data, saved)
+    code = main(["eval", str(saved), "--episodes", "1"])
+    captured = capsys.readouterr()
+    if message is None:
+        assert code == 0, captured.err
+        assert "mean return" in captured.out
+    else:
+        assert code == 2
+        assert re.search(message, _one_error_line(captured.err, "eval"))

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tether.cli import main
-from tether.ppo import read_metrics
+from tether.train import read_metrics
 
 TINY = ["--num-envs", "2", "--n-steps", "8", "--n-epochs", "1", "--minibatch-envs", "1",
         "--hidden-size", "8", "--encoder-size", "8", "--no-progress", "--eval-episodes", "2",

@@ -34,6 +34,18 @@ def test_unknown_key_suggests_the_close_one() -> None:
         ({"seq_len": 30}, "seq_len: expected 0 or a divisor of n_steps=128, got 30"),
         ({"minibatch_envs": 9}, "expected at most num_envs=8 env-sequences per minibatch"),
         ({"mode": "loud"}, "mode: expected one of"),
+        ({"learning_rate": float("nan")}, "learning_rate: expected a finite number, got nan"),
+        ({"learning_rate": float("inf")}, "learning_rate: expected a finite number, got inf"),
+        ({"learning_rate": 0.0}, "learning_rate: expected a positive value, got 0.0"),
+        ({"reward_scale": float("nan")}, "reward_scale: expected a finite number, got nan"),
+        ({"gae_lambda": -0.1}, r"gae_lambda: expected a value in \[0, 1\], got -0.1"),
+        ({"gamma": float("nan")}, "gamma: expected a finite number, got nan"),
+        ({"ent_coef": -1.0}, "ent_coef: expected 0 or more, got -1.0"),
+        ({"clip_range_vf": float("-inf")}, "clip_range_vf: expected a finite number, got -inf"),
+        ({"max_grad_norm": 0}, "max_grad_norm: expected a positive value, got 0"),
+        ({"seed": -1}, "seed: expected 0 or more, got -1"),
+        ({"encoder_size": -8}, "encoder_size: expected 0 or more, got -8"),
+        ({"device": "banana"}, r"device: expected a torch device such as cpu.*, got 'banana'"),
     ],
 )
 def test_bad_values_say_what_was_expected(settings: dict, match: str) -> None:
@@ -110,3 +122,45 @@ def test_env_settings_from_toml_merge_with_overrides(tmp_path: Path) -> None:
     assert config.env_kwargs == {"delay": 8, "name": "x"}
     assert config.env_imports == ["a", "b"]
     assert PPOConfig.from_dict(config.to_dict()) == config
+
+
+def test_every_setting_has_one_concern() -> None:
+    """Each setting belongs to env, network, run or ppo: its TOML table and its group of flags."""
+    sections = PPOConfig.sections()
+    assert set(sections) == set(PPOConfig.field_names())
+    assert set(sections.values()) == {"env", "network", "run", "ppo"}
+    assert (sections["env_id"], sections["hidden_size"], sections["seed"], sections["gamma"]) == (
+        "env", "network", "run", "ppo")
+    assert sections["shared_core"] == "network"
+
+
+def test_toml_tables_by_concern_and_flat_keys_read_the_same(tmp_path: Path) -> None:
+    """[env] / [network] / [run] / [ppo] tables give the same config as the old flat keys."""
+    grouped = tmp_path / "grouped.toml"
+    grouped.write_text('algo = "ppo"\n[env]\nenv_id = "tether/Recall-v0"\nnum_envs = 4\n[env.env_kwargs]\n'
+                       'delay = 3\n[network]\ncore = "gru"\nhidden_size = 32\n[run]\nseed = 5\n'
+                       '[ppo]\nn_steps = 64\nlearning_rate = 0.001\n', encoding="utf-8")
+    flat = tmp_path / "flat.toml"
+    flat.write_text('env_id = "tether/Recall-v0"\nnum_envs = 4\ncore = "gru"\nhidden_size = 32\nseed = 5\n'
+                    'n_steps = 64\nlearning_rate = 0.001\n[env_kwargs]\ndelay = 3\n', encoding="utf-8")
+    config = PPOConfig.from_toml(grouped)
+    assert config == PPOConfig.from_toml(flat)
+    assert (config.env_kwargs, config.core, config.seed, config.n_steps) == ({"delay": 3}, "gru", 5, 64)
+    assert PPOConfig.from_toml(grouped, seed=9).seed == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[network]\nlearning_rate = 0.1\n", r"\[network\]: 'learning_rate' is a \[ppo\] setting; move it there"),
+        ("[ppo]\nn_step = 64\n", r"\[ppo\]: unknown setting 'n_step'; did you mean 'n_steps'"),
+        ("seed = 1\n[run]\nseed = 2\n", "'seed' is given twice; keep one"),
+        ('algo = "r2d2"\n', "this file holds settings for algo 'r2d2', not 'ppo'; run it with --algo r2d2"),
+    ],
+)
+def test_toml_tables_refuse_misplaced_keys(tmp_path: Path, text: str, match: str) -> None:
+    """A key in another concern's table, a misspelt one, a duplicate or another algo: one line."""
+    path = tmp_path / "run.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=match):
+        PPOConfig.from_toml(path)

@@ -1,4 +1,4 @@
-"""The tether.ppo package's public surface, and no trainer helper left at tether's top level."""
+"""The tether.ppo package holds only PPO; the run infrastructure is tether.train's."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import tether.ppo
 
 def test_public_names_are_pinned() -> None:
     """tether.ppo exports exactly these names, each defined."""
-    assert sorted(tether.ppo.__all__) == [
-        "EvalSummary", "MetricsLogger", "MissingDependencyError", "PPOConfig", "PPOLoss", "PRESETS",
-        "RecurrentPPO", "RunFolderError", "evaluate_policy", "load_checkpoint", "plot_runs", "ppo_loss",
-        "read_metrics", "save_checkpoint",
-    ]
+    assert sorted(tether.ppo.__all__) == ["PPOConfig", "PPOLoss", "PRESETS", "RecurrentPPO", "ppo_loss"]
     assert all(hasattr(tether.ppo, name) for name in tether.ppo.__all__)
 
 
@@ -24,3 +20,6 @@ def test_top_level_names_come_from_the_package() -> None:
     assert tether.RecurrentPPO is tether.ppo.RecurrentPPO
     for old in ("config", "checkpoint", "metrics", "plotting"):
         assert importlib.util.find_spec(f"tether.{old}") is None, old
+    for moved in ("checkpoint", "metrics", "plotting", "evaluation"):  # every trainer's: tether.train
+        assert importlib.util.find_spec(f"tether.ppo.{moved}") is None, moved
+        assert importlib.util.find_spec(f"tether.train.{moved}") is not None, moved

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tether.cli import main
+from tether.distributed import DistContext
 from tether.errors import RunFolderError
 from tether.train.run_folder import LOCK_NAME, RunFolder, atomic_write, claim_run_folder
 
@@ -189,10 +190,10 @@ def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path: Path, monkeypa
 
 def test_only_the_main_rank_claims(tmp_path: Path) -> None:
     """On a rank other than 0 nothing is created or locked (rank 0 alone writes)."""
-    folder = claim_run_folder(tmp_path / "run", main=False)
+    folder = claim_run_folder(tmp_path / "run", dist=DistContext(rank=1, world_size=2))
     assert not folder.locked
     assert not (tmp_path / "run").exists()
-    main_folder = claim_run_folder(tmp_path / "run", main=True)
+    main_folder = claim_run_folder(tmp_path / "run", dist=DistContext())
     assert main_folder.locked
     main_folder.release()
     assert not main_folder.locked

@@ -40,7 +40,7 @@ def test_gae_hand_computed() -> None:
     valid = torch.tensor([[T, T], [T, T], [F, T], [T, T]])
     last = torch.tensor([8.0, 2.0])
     adv, ret = compute_gae(rewards, values, terminated, truncated, bootstrap, last, valid=valid,
-                           gamma=0.5, lam=0.5)
+                           gamma=0.5, gae_lambda=0.5)
     # Column 0: t3: 4 + .5*8 - 2 = 6. t2 invalid: 0. t1 truncated: 2 + .5*4 - 1 = 3 (no carry).
     #           t0: (1 + .5*1 - 1) + .25*3 = 1.25.
     # Column 1: t3: 1 + .5*2 - .5 = 1.5. t2: (1 + .25 - .5) + .25*1.5 = 1.125. t1 terminated:
@@ -86,7 +86,7 @@ def test_gae_matches_the_textbook_recursion(data: st.DataObject) -> None:
     gamma, lam = data.draw(st.floats(0, 1)), data.draw(st.floats(0, 1))
     col = lambda xs, dt=torch.float32: torch.tensor(xs, dtype=dt).view(n, 1)  # noqa: E731
     adv, ret = compute_gae(col(r), col(v), col(term, torch.bool), col(trunc, torch.bool), col(boot),
-                           torch.tensor([last]), valid=col(valid, torch.bool), gamma=gamma, lam=lam)
+                           torch.tensor([last]), valid=col(valid, torch.bool), gamma=gamma, gae_lambda=lam)
     want = _reference_gae(r, v, term, trunc, boot, valid, last, gamma, lam)
     assert_close(adv[:, 0], torch.tensor(want), atol=1e-4, rtol=1e-4)
     assert_close(ret[:, 0], torch.where(col(valid, torch.bool)[:, 0], adv[:, 0] + col(v)[:, 0], 0.0))
@@ -102,12 +102,12 @@ def test_gae_rejects_bad_inputs() -> None:
         compute_gae(z, z, b, b, z, torch.zeros(2), gamma=1.5)
 
 
-def _collected(num_steps: int, chunk_len: int | None, policy: Any = None,
+def _collected(num_steps: int, seq_len: int | None, policy: Any = None,
                mode_: AutoresetMode = AutoresetMode.NEXT_STEP) -> RecurrentRolloutBuffer:
     venv = TrackedVectorEnv(make_vec("sync", mode_, TWO_ENVS))
-    buf = RolloutCollector(venv, policy or CounterPolicy(), num_steps=num_steps, chunk_len=chunk_len).collect()
+    buf = RolloutCollector(venv, policy or CounterPolicy(), num_steps=num_steps, seq_len=seq_len).collect()
     venv.close()
-    buf.compute_advantages(gamma=0.9, lam=0.8)
+    buf.compute_advantages(gamma=0.9, gae_lambda=0.8)
     return buf
 
 
@@ -155,11 +155,11 @@ def test_whole_rollout_sequences_and_reproducible_shuffle() -> None:
 
 
 @pytest.mark.parametrize("mode_", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP], ids=lambda m: m.name)
-@pytest.mark.parametrize("chunk_len", [None, 3, 4])
-def test_replay_reproduces_collection(mode_: AutoresetMode, chunk_len: int | None) -> None:
+@pytest.mark.parametrize("seq_len", [None, 3, 4])
+def test_replay_reproduces_collection(mode_: AutoresetMode, seq_len: int | None) -> None:
     """evaluate_actions from the stored snapshots and starts gives the collection-time numbers."""
     policy = LSTMPolicy()
-    buf = _collected(10, chunk_len, policy, mode_)
+    buf = _collected(10, seq_len, policy, mode_)
     for mb in buf.minibatches(2, generator=torch.Generator().manual_seed(0)):
         out = policy.evaluate_actions(mb.obs, mb.actions, mb.episode_starts, mb.initial_state, mb.action_masks)
         m = mb.loss_mask
@@ -238,7 +238,7 @@ def test_long_strict_run_with_one_step_episodes(mode_: AutoresetMode) -> None:
     specs = [{"length": 1}, {"length": 2, "ending": "terminate"}, {"length": 5}]
     policy = LSTMPolicy()
     with TrackedVectorEnv(make_vec("sync", mode_, specs)) as venv:
-        collector = RolloutCollector(venv, policy, num_steps=20, chunk_len=6)
+        collector = RolloutCollector(venv, policy, num_steps=20, seq_len=6)
         lengths: list[int] = []
         for _ in range(3):
             buf = collector.collect()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-from tether import RecurrentState, StateMismatchError
+from tether import EpisodeClock, RecurrentState, StateMismatchError
 from tether.policy import ActResult, RecurrentPolicy
-from tether.rollout import RolloutCollector, TrackedVectorEnv
+from tether.rollout import RolloutCollector, RolloutSink, TrackedVectorEnv, Transition
 
 from .helpers import TWO_ENVS, CounterPolicy, CountingEnv, LSTMPolicy, make_vec
 
@@ -86,7 +86,7 @@ def test_gae_on_collected_next_step_rollout() -> None:
     """γ=0.5, λ=1: returns are discounted sums with the truncation bootstrap, 0 at invalid steps."""
     with TrackedVectorEnv(make_vec("sync", AutoresetMode.NEXT_STEP, TWO_ENVS)) as venv:
         buf = RolloutCollector(venv, CounterPolicy(), num_steps=6).collect()
-        _, returns = buf.compute_advantages(gamma=0.5, lam=1.0)
+        _, returns = buf.compute_advantages(gamma=0.5, gae_lambda=1.0)
         # env 0: t4 = 12 + .5*312 (bootstrap) = 168, t3 = 11 + .5*168 = 95; t1 = 2 + .5*302 = 153,
         #        t0 = 1 + .5*153 = 77.5; t2, t5 invalid.
         # env 1: t5 = 12 + .5*312 (last value) = 168, t4 = 11 + 84 = 95; t3 invalid;
@@ -118,7 +118,7 @@ def test_grad_enabled_policy_stores_no_graph() -> None:
     policy = LSTMPolicy()
     assert all(p.requires_grad for p in policy.parameters())
     with TrackedVectorEnv(make_vec("sync", AutoresetMode.NEXT_STEP, TWO_ENVS)) as venv:
-        collector = RolloutCollector(venv, policy, num_steps=8, chunk_len=4)
+        collector = RolloutCollector(venv, policy, num_steps=8, seq_len=4)
         buf = collector.collect()
         assert collector.state is not None
         assert not collector.state.has_graph
@@ -249,3 +249,100 @@ def test_collector_wraps_a_raw_vector_env_and_rejects_a_single_env() -> None:
     collector.venv.close()
     with pytest.raises(TypeError, match=r"expected a gymnasium\.vector\.VectorEnv.*SyncVectorEnv"):
         RolloutCollector(CountingEnv(), CounterPolicy(), 2)  # type: ignore[arg-type]
+
+
+# ---- the sink -----------------------------------------------------------------------------------
+class _RecordingSink:
+    """A sink as a replay buffer would be one: it keeps each step's stamps and extras, no PPO fields."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.steps: list[Transition] = []
+        self.stamps: list[tuple[list[int], int | None, list[int]]] = []
+        self.clock: EpisodeClock | None = None
+
+    def begin(self, num_steps: int, clock: EpisodeClock) -> None:
+        self.calls.append(f"begin {num_steps}")
+        self.clock = clock
+
+    def write(self, step: Transition) -> None:
+        assert self.clock is not None
+        self.calls.append("write")
+        self.steps.append(step)
+        # The state fed at this step carries the rows' episode ids and the tick of step.obs; the
+        # clock has moved on by one tick when the sink sees it.
+        self.stamps.append((step.state.episode_ids.tolist(), step.state.tick, self.clock.episode_ids.tolist()))
+
+    def finish(self, last_value: torch.Tensor) -> None:
+        self.calls.append(f"finish {last_value.tolist()}")
+
+
+class _VersionedResult(NamedTuple):
+    actions: torch.Tensor
+    log_prob: torch.Tensor
+    value: torch.Tensor
+    state: RecurrentState
+    q_max: torch.Tensor
+
+
+class _ExtraOutputs(CounterPolicy):
+    """An act result with one more output than ActResult's: it reaches the sink by name."""
+
+    def act(self, obs: torch.Tensor, state: RecurrentState, masks: Any = None,
+            deterministic: bool = False) -> Any:
+        result = super().act(obs, state, masks, deterministic)
+        return _VersionedResult(*result, q_max=result.value + 0.5)
+
+
+def test_the_collector_writes_each_step_to_any_sink() -> None:
+    """begin, one write per step, finish; the transition carries flags, stamps and the policy's extras."""
+    with TrackedVectorEnv(make_vec("sync", AutoresetMode.SAME_STEP, TWO_ENVS)) as venv:
+        collector = RolloutCollector(venv, _ExtraOutputs(), num_steps=6)
+        sink = _RecordingSink()
+        assert isinstance(sink, RolloutSink)
+        assert collector.collect(sink) is sink
+        assert sink.calls == ["begin 6", *["write"] * 6, "finish [130.0, 120.0]"]
+        steps = sink.steps
+        assert [s.episode_starts.tolist() for s in steps] == [list(r) for r in zip(*SAME_STEP["episode_starts"],
+                                                                                    strict=True)]
+        assert [s.truncated.tolist() for s in steps] == [list(r) for r in zip(*SAME_STEP["truncated"], strict=True)]
+        assert [s.bootstrap_values.tolist() for s in steps] == [
+            list(r) for r in zip(*SAME_STEP["bootstrap_values"], strict=True)]
+        for s in steps:
+            assert set(s.extras) == {"log_prob", "value", "q_max"}
+            torch.testing.assert_close(s.extras["q_max"], s.extras["value"] + 0.5)
+            assert not s.state.has_graph
+        # Ticks 0..5; ids renewed at each start (env 0 every 2 steps, env 1 every 3).
+        assert [tick for _, tick, _ in sink.stamps] == [0, 1, 2, 3, 4, 5]
+        ids = [ids for ids, _, _ in sink.stamps]
+        for env in range(2):  # a row's episode id changes exactly where its episode starts
+            renewed = [ids[t][env] != ids[t - 1][env] for t in range(1, 6)]
+            assert renewed == SAME_STEP["episode_starts"][env][1:], env
+        # The stamps are the clock's at that step: equal to what the clock said one step later for
+        # the rows that did not end.
+        for t in range(5):
+            ended = steps[t].terminated | steps[t].truncated
+            assert [i for i, e in zip(ids[t], ended, strict=True) if not e] == [
+                i for i, e in zip(sink.stamps[t][2], ended, strict=True) if not e]
+
+
+def test_the_on_policy_buffer_needs_log_prob_and_value() -> None:
+    """The buffer reads the extras it stores by name: a policy without them is named in a KeyError."""
+
+    class _NoValue(NamedTuple):
+        actions: torch.Tensor
+        state: RecurrentState
+
+    class _Bare(CounterPolicy):
+        def act(self, obs: torch.Tensor, state: RecurrentState, masks: Any = None,
+                deterministic: bool = False) -> Any:
+            result = super().act(obs, state, masks, deterministic)
+            return _NoValue(result.actions, result.state)
+
+    with TrackedVectorEnv(make_vec("sync", AutoresetMode.SAME_STEP, TWO_ENVS)) as venv:
+        collector = RolloutCollector(venv, _Bare(), num_steps=2)
+        with pytest.raises(KeyError, match="log_prob"):
+            collector.collect()
+        assert collector.state is not None
+        assert collector.state.tick == venv.clock.tick == 1  # the step the buffer refused is committed
+        assert len(collector.collect(_RecordingSink()).steps) == 2  # another sink takes the run on

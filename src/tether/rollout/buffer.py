@@ -25,10 +25,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from tether.clock import EpisodeClock
 from tether.errors import StateMismatchError
 from tether.rollout._obs import Tree, tree_map
 from tether.rollout._storage import RolloutStorage, StepCheck, Stored, allocate, check_layout
 from tether.rollout.gae import compute_gae
+from tether.rollout.sink import Transition
 from tether.state import RecurrentState
 
 __all__ = ["RecurrentRolloutBuffer", "RolloutStorage", "SequenceMinibatch"]
@@ -80,7 +82,6 @@ class RecurrentRolloutBuffer:
         seq_len: length ``L`` of the replay sequences; ``None`` replays the whole rollout per env.
             A state snapshot is stored at every chunk start (steps ``0, L, 2L, ...``).
         device: where the tensors live (the policy's device); CPU when ``None``.
-        chunk_len: the former name of ``seq_len``, still accepted.
 
     Attributes:
         obs, actions, log_probs, values, rewards, bootstrap_values, action_masks: the stored
@@ -118,10 +119,7 @@ class RecurrentRolloutBuffer:
         *,
         seq_len: int | None = None,
         device: torch.device | str | None = None,
-        chunk_len: int | None = None,
     ) -> None:
-        if seq_len is None:
-            seq_len = chunk_len
         for name, value in (("num_steps", num_steps), ("num_envs", num_envs)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
@@ -138,11 +136,6 @@ class RecurrentRolloutBuffer:
         self.last_value: torch.Tensor | None = None
         self.advantages: torch.Tensor | None = None
         self.returns: torch.Tensor | None = None
-
-    @property
-    def chunk_len(self) -> int:
-        """The former name of :attr:`seq_len`."""
-        return self.seq_len
 
     @property
     def num_chunks(self) -> int:
@@ -178,6 +171,33 @@ class RecurrentRolloutBuffer:
         self._snapshots = [None] * self.num_chunks
 
     # ----------------------------------------------------------------------------------------
+    # the RolloutSink side: what the collector calls
+    def begin(self, num_steps: int, clock: EpisodeClock) -> None:
+        """Start a rollout of ``num_steps × clock.num_envs`` steps (clears the last one).
+
+        Raises:
+            ValueError: when the rollout is not this buffer's size.
+        """
+        if (num_steps, clock.num_envs) != (self.num_steps, self.num_envs):
+            raise ValueError(
+                f"RolloutCollector.collect: expected a buffer of {num_steps} steps × {clock.num_envs}"
+                f" envs, got {self.num_steps} × {self.num_envs}"
+            )
+        self.clear()
+
+    def write(self, step: Transition) -> None:
+        """Store one collected step: the transition, the policy's ``log_prob`` / ``value``, the bootstrap.
+
+        Raises:
+            KeyError: when the policy's act result has no ``log_prob`` or ``value``.
+            (and as :meth:`add`)
+        """
+        extras = step.extras
+        self.add(obs=step.obs, actions=step.actions, log_probs=extras["log_prob"], values=extras["value"],
+                 rewards=step.rewards, terminated=step.terminated, truncated=step.truncated,
+                 episode_starts=step.episode_starts, state=step.state, valid=step.valid,
+                 bootstrap_values=step.bootstrap_values, action_masks=step.action_masks)
+
     def add(
         self,
         *,
@@ -262,14 +282,13 @@ class RecurrentRolloutBuffer:
                                " steps were added")
         self.last_value = StepCheck(self.num_envs, self.device).floats("last_value", last_value)
 
-    def compute_advantages(
-        self, gamma: float = 0.99, gae_lambda: float = 0.95, *, lam: float | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_advantages(self, gamma: float = 0.99,
+                           gae_lambda: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE(γ, λ) with the truncation bootstrap; see :func:`~tether.rollout.compute_gae`.
 
         Args:
             gamma: discount γ.
-            gae_lambda: GAE λ (``lam``, its former name, is still accepted).
+            gae_lambda: GAE λ.
 
         Returns:
             ``(advantages, returns)`` ``[T, E]`` each, also kept on the buffer.
@@ -287,7 +306,7 @@ class RecurrentRolloutBuffer:
         self.advantages, self.returns = compute_gae(
             d.rewards, d.values, flags(d.terminated), flags(d.truncated), d.bootstrap_values,
             self.last_value, valid=flags(d.valid), gamma=gamma,
-            gae_lambda=gae_lambda if lam is None else lam,
+            gae_lambda=gae_lambda,
         )
         return self.advantages, self.returns
 

@@ -1,17 +1,23 @@
-"""RolloutCollector: run a recurrent policy in a vector env for ``T`` steps × ``E`` envs.
+"""RolloutCollector: run a recurrent policy in a vector env for ``T`` steps × ``E`` envs, into a sink.
 
 The loop it runs, once per step (the same loop a user can write with :class:`TrackedVectorEnv`)::
 
     result = policy.act(obs, state, masks)                       # state for the next tick
     step = venv.step(policy.env_actions(result.actions))         # clock.advance(episode_starts)
     boot = policy.value(step.final_obs, result.state, bootstrap=True)  # truncated rows, pre-reset
-    buffer.add(obs, ..., state=state)                            # state fed at this step
+    sink.write(Transition(obs, ..., state=state, extras=...))    # state fed at this step
     state = result.state.reset(step.episode_starts)              # zeros where a new episode starts
+
+The sink (:class:`~tether.rollout.RolloutSink`) decides what to keep: the on-policy
+:class:`~tether.rollout.RecurrentRolloutBuffer` by default, a replay buffer for an off-policy
+trainer. The policy's outputs beside its actions and state (``log_prob``, ``value``, ...) reach the
+sink by name in :attr:`Transition.extras <tether.rollout.Transition.extras>`: the collector names
+no trainer's fields.
 
 Everything runs under ``torch.no_grad()``: no autograd graph is built during collection, even for
 a policy whose parameters require grad, so memory stays flat however many episodes pass.
 
-:meth:`RolloutCollector.run_episodes` runs the same step without a buffer, for evaluation, and
+:meth:`RolloutCollector.run_episodes` runs the same step without a sink, for evaluation, and
 :meth:`~RolloutCollector.state_dict` / :meth:`~RolloutCollector.load_state_dict` save and restore
 the live run (state, clock, last observation, tallies) as plain data, without the envs.
 """
@@ -19,7 +25,7 @@ the live run (state, clock, last observation, tallies) as plain data, without th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import gymnasium as gym
 import numpy as np
@@ -30,13 +36,17 @@ from tether.errors import ObservationError, StateMismatchError, format_rows
 from tether.policy import ActResult, RecurrentPolicy
 from tether.rollout._obs import Tree, copy_tree, nonfinite_rows, to_tensor
 from tether.rollout.buffer import RecurrentRolloutBuffer
+from tether.rollout.sink import RolloutSink, Transition
 from tether.rollout.vec import TrackedVectorEnv, VecStep
 from tether.state import RecurrentState
 
 __all__ = ["RolloutCollector"]
 
+_Sink = TypeVar("_Sink", bound=RolloutSink)
 MaskSource = str | Callable[[Any, dict[str, Any]], Any] | None
-_PROTOCOL = ("initial_state", "act", "value", "env_actions", "evaluate_actions")
+# What collection calls of a RecurrentPolicy (evaluate_actions is the trainer's, not needed here).
+_PROTOCOL = ("initial_state", "act", "value", "env_actions")
+_CARRIED = frozenset({"actions", "state"})  # what the collector itself uses of an ActResult
 
 
 def _placement(policy: Any, device: torch.device | str | None) -> tuple[torch.device, torch.dtype]:
@@ -59,8 +69,7 @@ class RolloutCollector:
         env: a gymnasium vector env (wrapped in a :class:`TrackedVectorEnv` here) or a tracked one.
         policy: follows :class:`~tether.policy.RecurrentPolicy` (a user's own module too).
         num_steps: ``T``, steps per rollout.
-        seq_len: replay sequence length of the default buffer (``None``: whole rollout per env);
-            ``chunk_len``, its former name, is still accepted.
+        seq_len: replay sequence length of the default buffer (``None``: whole rollout per env).
         device: where observations go; the policy's parameter device when ``None``.
         action_mask: the info key holding boolean action masks (used when the env provides it), a
             callable ``(obs, info) -> mask [E, ...]``, or ``None`` for no masks.
@@ -89,7 +98,6 @@ class RolloutCollector:
         device: torch.device | str | None = None,
         action_mask: MaskSource = "action_mask",
         seed: int | None = None,
-        chunk_len: int | None = None,
     ) -> None:
         self.venv = env if isinstance(env, TrackedVectorEnv) else TrackedVectorEnv(env)
         missing = [name for name in _PROTOCOL if not callable(getattr(policy, name, None))]
@@ -100,8 +108,7 @@ class RolloutCollector:
             )
         self.policy = policy
         self.device, self.float_dtype = _placement(policy, device)
-        self.buffer = RecurrentRolloutBuffer(num_steps, self.venv.num_envs,
-                                             seq_len=chunk_len if seq_len is None else seq_len,
+        self.buffer = RecurrentRolloutBuffer(num_steps, self.venv.num_envs, seq_len=seq_len,
                                              device=self.device)
         self.num_steps = num_steps
         self.action_mask = action_mask
@@ -144,48 +151,51 @@ class RolloutCollector:
         self._ep_return[:] = 0.0
         self._ep_length[:] = 0
 
-    def collect(self, buffer: RecurrentRolloutBuffer | None = None) -> RecurrentRolloutBuffer:
-        """Run ``num_steps`` steps in every env and store them (no autograd graph).
+    @overload
+    def collect(self, sink: None = None) -> RecurrentRolloutBuffer: ...
+
+    @overload
+    def collect(self, sink: _Sink) -> _Sink: ...
+
+    def collect(self, sink: RolloutSink | None = None) -> RolloutSink:
+        """Run ``num_steps`` steps in every env and write each to ``sink`` (no autograd graph).
 
         Args:
-            buffer: where to store; the collector's own (reused) buffer when ``None``.
+            sink: where the steps go (a :class:`~tether.rollout.RolloutSink`); the collector's own
+                (reused) :class:`~tether.rollout.RecurrentRolloutBuffer` when ``None``.
 
         Returns:
-            The filled buffer, finished with ``V(obs_T)``; call ``compute_advantages`` next.
+            The sink, finished with ``V(obs_T)`` (a buffer: call ``compute_advantages`` next).
 
         Raises:
             ValueError: for NaN / inf observations (naming the rows), an action of the wrong shape
-                (expected vs got), or policy outputs that are not one per env. Steps already taken
-                stay stored, and the collector's state and observation stay consistent.
+                (expected vs got), or policy outputs that are not one per env; or a sink of
+                another size. Steps already taken stay written, and the collector's state and
+                observation stay consistent.
             StateMismatchError: when the policy returns a state of the wrong batch size.
         """
-        buffer = self.buffer if buffer is None else buffer
-        if (buffer.num_steps, buffer.num_envs) != (self.num_steps, self.num_envs):
-            raise ValueError(
-                f"RolloutCollector.collect: expected a buffer of {self.num_steps} steps × {self.num_envs}"
-                f" envs, got {buffer.num_steps} × {buffer.num_envs}"
-            )
+        target: RolloutSink = self.buffer if sink is None else sink
         if self.state is None:
             self.reset(self._seed)
+        target.begin(self.num_steps, self.clock)
         self.episode_returns, self.episode_lengths = [], []
-        buffer.clear()
         with torch.no_grad():
             for _ in range(self.num_steps):
-                self._step(buffer)
+                self._step(target)
             obs = self._obs_tensor(self._obs, "observation")
             assert self.state is not None
             last_value = self._checked_value(self.policy.value(obs, self.state), "policy.value")
-        buffer.finish(last_value)
+        target.finish(last_value)
         self.state = self.state.detach()
-        return buffer
+        return target
 
-    def _step(self, buffer: RecurrentRolloutBuffer) -> None:
+    def _step(self, sink: RolloutSink) -> None:
         state = self.state
         assert state is not None
         obs = self._obs_tensor(self._obs, "observation")
         masks = self._masks(self._obs, self._info)
         result = self.policy.act(obs, state, masks)
-        self._check_act(result)
+        extras = self._check_act(result)
         step = self.venv.step(self.policy.env_actions(result.actions))
         # From here the env has moved: commit everything before reporting any problem.
         next_state = result.state
@@ -196,14 +206,15 @@ class RolloutCollector:
                                         "policy.value(bootstrap=True)")
             trunc = torch.as_tensor(step.truncated, device=self.device)
             bootstrap = torch.where(trunc, value.to(bootstrap.dtype), bootstrap)
-        buffer.add(obs=obs, actions=result.actions, log_probs=result.log_prob, values=result.value,
-                   rewards=step.reward, terminated=step.terminated, truncated=step.truncated,
-                   episode_starts=self._starts, state=state, valid=step.valid,
-                   bootstrap_values=bootstrap, action_masks=masks)
+        transition = Transition(obs=obs, actions=result.actions, rewards=step.reward,
+                                terminated=step.terminated, truncated=step.truncated,
+                                episode_starts=self._starts, valid=step.valid, state=state, extras=extras,
+                                bootstrap_values=bootstrap, final_obs=step.final_obs, action_masks=masks)
         self.state = next_state.reset(step.episode_starts)
         self._obs, self._info, self._starts = step.obs, step.info, step.episode_starts
         self.total_steps += self.num_envs
         self._record(step)
+        sink.write(transition)  # a sink refusing the step leaves the collector's run consistent
         bad_final = np.intersect1d(nonfinite_rows(step.final_obs, self.num_envs), np.flatnonzero(step.done))
         if bad_final.size:
             raise ObservationError(
@@ -375,17 +386,21 @@ class RolloutCollector:
                 expected=str(self.num_envs), got=str(state.batch_size),
             )
 
-    def _check_act(self, result: ActResult) -> None:
-        for name in ("actions", "log_prob", "value", "state"):
-            if not hasattr(result, name):
-                raise TypeError(f"RolloutCollector: policy.act must return an ActResult, got"
-                                f" {type(result).__name__} without .{name}")
+    def _check_act(self, result: ActResult) -> dict[str, torch.Tensor]:
+        """Check ``policy.act``'s result; return its outputs beside actions and state, by name."""
+        fields = getattr(result, "_fields", ())
+        if "actions" not in fields or "state" not in fields:
+            raise TypeError(f"RolloutCollector: policy.act must return an ActResult, got"
+                            f" {type(result).__name__} without .actions / .state")
         self._check_state(result.state, "policy.act")
         if result.actions.dim() < 1 or result.actions.shape[0] != self.num_envs:
             raise ValueError(f"RolloutCollector: expected policy.act actions shaped [E={self.num_envs},"
                              f" ...], got {list(result.actions.shape)}")
-        self._checked_value(result.log_prob, "policy.act log_prob")
-        self._checked_value(result.value, "policy.act value")
+        extras = {}
+        for name, value in zip(fields, result, strict=True):
+            if name not in _CARRIED:
+                extras[name] = self._checked_value(value, f"policy.act {name}")
+        return extras
 
     def _checked_value(self, value: Any, what: str) -> torch.Tensor:
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != (self.num_envs,):

@@ -29,7 +29,6 @@ def compute_gae(
     valid: torch.Tensor | None = None,
     gamma: float = 0.99,
     gae_lambda: float = 0.95,
-    lam: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE(γ, λ) over a rollout, bootstrapping truncated episodes and not terminated ones.
 
@@ -53,7 +52,6 @@ def compute_gae(
         valid: bool ``[T, B]``: False at next-step autoreset steps; all valid when ``None``.
         gamma: discount γ in ``[0, 1]``.
         gae_lambda: GAE λ in ``[0, 1]``.
-        lam: the former name of ``gae_lambda``, still accepted.
 
     Returns:
         ``(advantages, returns)``, float ``[T, B]`` each (not normalised: that is the trainer's).
@@ -69,8 +67,6 @@ def compute_gae(
         >>> ret.flatten().tolist()
         [4.0, 6.0]
     """
-    if lam is not None:
-        gae_lambda = lam
     if not (0.0 <= gamma <= 1.0 and 0.0 <= gae_lambda <= 1.0):
         raise ValueError(f"compute_gae: expected gamma and gae_lambda in [0, 1], got gamma={gamma},"
                          f" gae_lambda={gae_lambda}")

@@ -27,8 +27,12 @@ import secrets
 import sys
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tether.errors import RunFolderError
+
+if TYPE_CHECKING:
+    from tether.distributed import DistContext
 
 if sys.platform != "win32":
     import fcntl
@@ -300,7 +304,7 @@ class RunFolder:
 
 
 def claim_run_folder(path: str | os.PathLike[str], *, resume_from: str | os.PathLike[str] | None = None,
-                     overwrite: bool = False, main: bool = True) -> RunFolder:
+                     overwrite: bool = False, dist: DistContext | None = None) -> RunFolder:
     """Claim ``path`` for a trainer; on several ranks only the main one claims, every rank agrees.
 
     Args:
@@ -308,7 +312,8 @@ def claim_run_folder(path: str | os.PathLike[str], *, resume_from: str | os.Path
         resume_from: the folder of the checkpoint the trainer was loaded from: when it is ``path``
             the run continues there (its files are kept); a loaded run written elsewhere is fresh.
         overwrite: a fresh run may replace the run ``path`` holds.
-        main: whether this process is rank 0 (the only one that locks and writes).
+        dist: the run's place in the job (rank 0 alone locks and writes; every rank learns
+            whether it could); ``None`` for one process.
 
     Returns:
         The folder (locked on the main process; a plain, unlocked handle on the others).
@@ -316,16 +321,15 @@ def claim_run_folder(path: str | os.PathLike[str], *, resume_from: str | os.Path
     Raises:
         RunFolderError: on every rank, when the main one cannot claim the folder.
     """
-    from tether import distributed  # noqa: PLC0415 (torch.distributed only where a trainer runs)
-
     folder, error = RunFolder(path), None
+    main = dist is None or dist.is_main
     resume = resume_from is not None and Path(resume_from).resolve() == Path(path).resolve()
     if main:
         try:
             folder = RunFolder.claim(path, resume=resume, overwrite=overwrite)
         except RunFolderError as err:
             error = err
-    if distributed.any_rank(error is not None):
+    if dist.any(error is not None) if dist is not None else error is not None:
         folder.release()
         raise error or RunFolderError(f"rank 0 could not claim the run folder {path} (see its message)")
     return folder

@@ -1,4 +1,4 @@
-"""Tests for tether.ppo.metrics: one record per update, even after a kill."""
+"""Tests for tether.train.metrics: one record per update, even after a kill."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.ppo.metrics import MetricsLogger, RunFolderError, read_metrics
+from tether.errors import RunFolderError
+from tether.train.metrics import MetricsLogger, read_metrics
 
 
 def test_truncate_drops_records_past_the_resume_step_and_torn_lines(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for tether.ppo.checkpoint: atomic writes and clear refusals."""
+"""Tests for tether.train.checkpoint: atomic writes and clear refusals."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tether.errors import CheckpointError
-from tether.ppo.checkpoint import load_checkpoint, save_checkpoint
+from tether.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path: Path) -> None:

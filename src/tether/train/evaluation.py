@@ -16,8 +16,8 @@ import torch
 from tether.envs.factory import make_vector_env, obs_normalizer
 from tether.modes import mode
 from tether.policy import RecurrentPolicy
-from tether.ppo.config import PPOConfig
 from tether.rollout import RolloutCollector
+from tether.train.config import RunSettings
 
 __all__ = ["EvalSummary", "evaluate_policy"]
 
@@ -34,7 +34,7 @@ class EvalSummary(TypedDict):
 
 def evaluate_policy(
     policy: RecurrentPolicy,
-    config: PPOConfig,
+    config: RunSettings,
     episodes: int,
     *,
     seed: int = 10_000,

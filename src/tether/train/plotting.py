@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tether.errors import MissingDependencyError
-from tether.ppo.metrics import RunFolderError, read_metrics
+from tether.train.metrics import RunFolderError, read_metrics
 
 __all__ = ["MissingDependencyError", "plot_runs"]
 
