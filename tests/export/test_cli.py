@@ -38,14 +38,14 @@ def test_export_check_and_eval_give_the_runs_returns(run: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """`tether export --check` passes; `tether eval RUN --policy FILE` gives `tether eval RUN`'s returns."""
     out_file = tmp_path / "policy.onnx"
-    assert main(["export", str(run), "--out", str(out_file), "--check"]) == 0
+    assert main(["export", str(run), "--out", str(out_file), "--check", "--check-steps", "200"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"exported {run} (checkpoint sha256 ")
     assert "onnx via torch.onnx dynamo, dynamic batch, deterministic actions, observation normalisation inside" \
         in lines[0]
     assert lines[1] == ("inputs: obs [batch, 4] float32, h [2, batch, 8] float32, c [2, batch, 8] float32,"
                         " episode_start [batch] bool")
-    assert "parity over 500 steps x 4 envs" in "\n".join(lines)
+    assert "parity over 200 steps x 4 envs" in "\n".join(lines)
     assert lines[-1].startswith("parity: ok")
     meta = read_metadata(out_file)
     assert meta["checkpoint_sha256"] == file_sha256(run / "checkpoint.pt")
