@@ -151,6 +151,18 @@ def _compare(tally: _Tally, side: ExportedPolicy, out: dict[str, np.ndarray], ea
         tally.diff("state", out[name], want_s)
 
 
+def _eager_observations(venv: Any, obs_norm: Any) -> Any:
+    """What the eager policy sees: the raw observations, or gymnasium's wrapper's normalisation of them."""
+    if obs_norm is None:
+        return lambda obs: obs
+    norm = gym.wrappers.vector.NormalizeObservation(venv, epsilon=float(obs_norm.eps))
+    norm.obs_rms.mean, norm.obs_rms.var = np.array(obs_norm.mean), np.array(obs_norm.var)
+    norm.update_running_mean = False
+    if obs_norm.clip is None:
+        return norm.observations
+    return lambda obs: np.clip(norm.observations(obs), -obs_norm.clip, obs_norm.clip)
+
+
 def check_parity(
     policy: Any, sides: Mapping[str, ExportedPolicy], *, env_id: str, num_envs: int = 4, steps: int = 500,
     seed: int = 0, env_kwargs: dict[str, Any] | None = None, env_imports: Sequence[str] = (),
@@ -176,11 +188,7 @@ def check_parity(
     """
     rng = np.random.default_rng(seed)
     venv = make_vector_env(env_id, num_envs, env_kwargs=env_kwargs, env_imports=env_imports)
-    norm = None
-    if obs_norm is not None:
-        norm = gym.wrappers.vector.NormalizeObservation(venv, epsilon=float(obs_norm.eps))
-        norm.obs_rms.mean, norm.obs_rms.var = np.array(obs_norm.mean), np.array(obs_norm.var)
-        norm.update_running_mean = False
+    observe = _eager_observations(venv, obs_norm)
     tracked = TrackedVectorEnv(venv)
     stochastic = any(not s.metadata["deterministic"] for s in sides.values())
     masked = any(s.metadata["inputs"]["action_mask"] for s in sides.values())
@@ -202,12 +210,9 @@ def check_parity(
             forced_total += int(forced.sum())
             state = state.reset(flags)
             mask = info_action_mask(info, num_envs) if masked else None
-            seen = obs if norm is None else norm.observations(obs)
-            if norm is not None and obs_norm.clip is not None:
-                seen = np.clip(seen, -obs_norm.clip, obs_norm.clip)
             mask_t = None if mask is None else torch.as_tensor(mask)
             with torch.no_grad():
-                eager = policy.act(to_tensor(seen, torch.device("cpu"), torch.float32), state, mask_t,
+                eager = policy.act(to_tensor(observe(obs), torch.device("cpu"), torch.float32), state, mask_t,
                                    deterministic=True)
                 params = None
                 if params_step is not None:
