@@ -132,7 +132,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from tether.export.source import run_settings  # noqa: PLC0415
 
     settings, checkpoint = run_settings(args.checkpoint, allow_imports=args.env_imports)
-    policy = ExportedPolicy.load(args.policy)
+    policy = ExportedPolicy.load(args.policy, seed=args.seed)  # a stochastic file samples reproducibly
     recorded = policy.metadata.get("checkpoint_sha256")
     if recorded is not None:
         from tether.export.exporters import file_sha256  # noqa: PLC0415
