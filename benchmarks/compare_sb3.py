@@ -417,7 +417,8 @@ def profile(args: Args, out: Path) -> None:
     whole = rows[0][2] if rows else seconds
     text.write(f"tether RecurrentPPO.train(), {trainer.steps} steps, mode {args.tether_mode}, 1 thread:"
                f" {seconds:.1f} s under cProfile ({trainer.steps / seconds:.0f} steps/s with profiling"
-               f" overhead)\n{measured_on(collect())}\n\nstage                                    calls   cum s   share\n")
+               f" overhead)\n{measured_on(collect())}\n\n")
+    text.write("stage                                    calls   cum s   share\n")
     for label, calls, cum in rows:
         text.write(f"{label:<40} {calls:>6} {cum:>7.2f} {100 * cum / whole:>6.1f} %\n")
     text.write("\ntop 30 by cumulative time:\n")

@@ -57,6 +57,24 @@ def test_the_command_says_what_to_install() -> None:
     assert "tether: error: tether.ppo needs gymnasium" in out.stderr
 
 
+def test_the_core_and_the_trainer_never_import_torchrl() -> None:
+    """tether, the sequence engine, the trainer and tether.interop itself import neither torchrl nor tensordict."""
+    out = _run("import sys\nimport tether, tether.sequence, tether.testing, tether.ppo, tether.train, tether.interop\n"
+               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchrl', 'tensordict')))")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_torchrl_bridge_names_its_extra() -> None:
+    """Importing tether.interop.torchrl without torchrl says which extra installs it, in one line."""
+    out = _run("import sys; sys.modules['torchrl'] = None\nimport tether.interop.torchrl")
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("tether.errors.MissingDependencyError:"), last
+    assert "tether.interop.torchrl needs torchrl" in last
+    assert "pip install 'tether-rl[torchrl]'" in last
+
+
 _NO_ONNX = "import sys\nfor name in ('onnx', 'onnxruntime', 'onnxscript'):\n    sys.modules[name] = None\n"
 
 NO_ONNX = _NO_ONNX + """

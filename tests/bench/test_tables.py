@@ -230,3 +230,8 @@ def test_speed_tables_render_their_ratios() -> None:
     lines = tables.RENDERERS["e2e"][0](e2e).splitlines()
     assert lines[2:4] == ["| measured commit | lstm | 11 | 10, 12 |", "| before (0123456789) | gru | 6 | 5, 7 |"]
     assert lines[-1].startswith("gru / lstm (now): **0.50×**. 100 env steps a run, 2 alternated rounds")
+    e2e_cpu = {**e2e, "cpu_medians": {"now/lstm": 20.0, "before/gru": 9.0},
+               "cpu_ratios": {"lstm now / before": 1.02}}
+    lines = tables.RENDERERS["e2e"][0](e2e_cpu).splitlines()
+    assert lines[2] == "| measured commit | lstm | 11 | 10, 12 | 20 |"
+    assert lines[-1] == "Per CPU-second: lstm now / before: **1.02×**."

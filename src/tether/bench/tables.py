@@ -187,17 +187,52 @@ def _export_latency(data: dict[str, Any]) -> str:
 
 
 def _e2e(data: dict[str, Any]) -> str:
-    """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``)."""
+    """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``).
+
+    Results that also hold steps per CPU-second (the runs' own CPU time, which the other jobs of a
+    shared machine disturb far less than the wall clock) show them beside the wall-clock rates.
+    """
     # "now" is the commit the line under the table names; "before" the reference the script was given
     names = {"now": "measured commit", "before": f"before ({str(data.get('before_commit'))[:10]})"}
-    lines = ["| sources | core | median steps/s | per run |", "|---|---|---:|---|"]
+    cpu = data.get("cpu_medians")
+    if cpu:
+        lines = ["| sources | core | median steps/s | per run | median steps per CPU-second |",
+                 "|---|---|---:|---|---:|"]
+    else:
+        lines = ["| sources | core | median steps/s | per run |", "|---|---|---:|---|"]
     for key, rates in data["steps_per_second"].items():
         tree, core = key.split("/")
+        extra = f" {cpu[key]:.0f} |" if cpu else ""
         lines.append(f"| {names[tree]} | {core} | {data['medians'][key]:.0f} |"
-                     f" {', '.join(f'{v:.0f}' for v in rates)} |")
+                     f" {', '.join(f'{v:.0f}' for v in rates)} |{extra}")
     ratios = "; ".join(f"{k}: **{v:.2f}×**" for k, v in data["ratios"].items())
-    return "\n".join([*lines, "", f"{ratios}. {data['steps']} env steps a run, {data['rounds']} alternated"
-                      " rounds, ratios of medians."])
+    text = [*lines, "", f"{ratios}. {data['steps']} env steps a run, {data['rounds']} alternated"
+            " rounds, ratios of medians."]
+    if data.get("cpu_ratios"):
+        per_cpu = "; ".join(f"{k}: **{v:.2f}×**" for k, v in data["cpu_ratios"].items())
+        text += ["", f"Per CPU-second: {per_cpu}."]
+    return "\n".join(text)
+
+
+def _torchrl(data: dict[str, Any]) -> str:
+    """tether's TorchRL modules against TorchRL's in recurrent mode (``benchmarks/torchrl_speed.py``)."""
+    lines = ["| T, B, in, H | tether `LSTMModule` | TorchRL, pad | TorchRL, scan | **pad / tether** |"
+             " scan / tether | tether `GRUModule` | TorchRL GRU, pad | **GRU pad / tether** |"
+             " GRU scan / tether |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in data["sequences"]:
+        ms = row["ms"]
+        lstm, gru = ms["tether_lstm"], ms["tether_gru"]
+        lines.append(f"| {_shape(row)} | {lstm:.2f} ms | {ms['torchrl_lstm_pad']:.2f} ms |"
+                     f" {ms['torchrl_lstm_scan']:.1f} ms | **{ms['torchrl_lstm_pad'] / lstm:.2f}×** |"
+                     f" {ms['torchrl_lstm_scan'] / lstm:.1f}× | {gru:.2f} ms |"
+                     f" {ms['torchrl_gru_pad']:.2f} ms | **{ms['torchrl_gru_pad'] / gru:.2f}×** |"
+                     f" {ms['torchrl_gru_scan'] / gru:.2f}× |")
+    env = data["environment"]
+    return "\n".join([*lines, "", f"Recurrent mode, forward + backward (gradients of the observations and"
+                      f" every parameter), {env['start_rate']:.0%} random `is_init`, medians of this thread's"
+                      f" CPU time over {data['rounds']} interleaved rounds, 1 thread; torchrl"
+                      f" {env['torchrl']}, tensordict {env['tensordict']}."])
 
 
 def _learning(data: dict[str, Any]) -> str:
@@ -222,6 +257,7 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "act-step": (_act_step, "python benchmarks/act_step.py --out benchmarks/results/act_step.json"),
     "export-latency": (_export_latency,
                        "python benchmarks/export_latency.py --out benchmarks/results/export_latency.json"),
+    "torchrl": (_torchrl, "python benchmarks/torchrl_speed.py"),
 }
 
 

@@ -26,9 +26,16 @@ The rooms: ``_plan`` (the lane layouts, numpy only), ``_lanes`` (running a layou
 gathers and the saturated-gate columns), ``_strategy`` (the choice, the one-time exactness probe
 and :class:`UnrollPlan`), ``_reference`` (the per-step loop), ``_unroll`` (:func:`unroll`) and
 ``_checks`` (the input checks).
+
+:func:`unroll_segments` (``_segments``) is the same engine's other restart: each segment starts
+from a *given* state (a replay's stored state at a slice start, TorchRL's recurrent mode at every
+``is_init``) rather than from zeros, and the state at every segment's end comes back.
 """
 
+from tether.sequence._segments import Segments, unroll_segments
 from tether.sequence._strategy import Strategy, UnrollPlan
 from tether.sequence._unroll import plan_unroll, unroll, unroll_reference
 
-__all__ = ["Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference"]
+__all__ = [
+    "Segments", "Strategy", "UnrollPlan", "plan_unroll", "unroll", "unroll_reference", "unroll_segments",
+]
