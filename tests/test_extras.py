@@ -73,3 +73,31 @@ def test_the_torchrl_bridge_names_its_extra() -> None:
     assert last.startswith("tether.errors.MissingDependencyError:"), last
     assert "tether.interop.torchrl needs torchrl" in last
     assert "pip install 'tether-rl[torchrl]'" in last
+
+
+_NO_ONNX = "import sys\nfor name in ('onnx', 'onnxruntime', 'onnxscript'):\n    sys.modules[name] = None\n"
+
+NO_ONNX = _NO_ONNX + """
+import gymnasium as gym
+import tether.export, tether.export.runtime
+trainer = sorted(m for m in sys.modules if m.startswith(("tether.train", "tether.ppo")))
+assert not trainer, f"the export runtime imports the trainer: {trainer}"
+import tether, tether.cli, tether.ppo, tether.export.cli
+from tether.export import export_policy
+from tether.nets import FactoredRecurrentActorCritic
+policy = FactoredRecurrentActorCritic(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), core_hidden_size=8)
+try:
+    export_policy(policy, "never-written.onnx")
+except tether.errors.MissingDependencyError as err:
+    print(err)
+"""
+
+
+def test_the_core_and_the_trainer_import_no_onnx_package() -> None:
+    """Without onnx / onnxruntime / onnxscript: tether, the trainer and tether.export import (the export
+    runtime without the trainer); ONNX export names its extra."""
+    out = _run(NO_ONNX)
+    assert out.returncode == 0, out.stderr
+    message = out.stdout.strip()
+    assert "tether export --format onnx needs onnx, which is not installed here" in message
+    assert "pip install 'tether-rl[export]'" in message

@@ -1,4 +1,4 @@
-"""The ``tether`` command: ``train``, ``eval`` and ``plot`` (also ``python -m tether``).
+"""The ``tether`` command: ``train``, ``eval``, ``plot`` and ``export`` (also ``python -m tether``).
 
 ``tether train --algo NAME`` (``ppo``, the default; :data:`ALGORITHMS` lists them) takes every
 setting of that algorithm's config (:class:`~tether.ppo.PPOConfig`) as a flag (``--n-steps 64``),
@@ -9,8 +9,9 @@ from a TOML file (``--config run.toml``, flat or in ``[env]`` / ``[network]`` / 
 ``tether train --nproc N`` trains data-parallel on N processes of this machine (it starts
 ``torchrun --standalone --nproc-per-node N -m tether train ...`` with the other arguments);
 ``torchrun ... -m tether train ...`` does the same on any cluster (docs/scaling.md).
-``tether eval CHECKPOINT`` runs deterministic episodes; ``tether plot RUN ...`` draws learning
-curves of one or more runs side by side.
+``tether eval CHECKPOINT`` runs deterministic episodes (``--policy FILE``: of an exported file);
+``tether plot RUN ...`` draws learning curves of one or more runs side by side; ``tether export RUN``
+writes the policy step to ONNX or ``.pt2`` (``tether.export.cli``).
 
 A user's mistake (a bad setting, an unknown env id, a missing or foreign checkpoint, a missing
 path: :class:`~tether.errors.TetherError` and ``FileNotFoundError``) prints one line to stderr
@@ -193,6 +194,10 @@ def _build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print every return as JSON instead")
     evaluate.add_argument("--env-import", dest="env_imports", action="append", default=[], metavar="NAME",
                           help="allow the checkpoint's env to import the module NAME; repeatable")
+    from tether.export import cli as export_cli  # noqa: PLC0415 (after tether.ppo: its missing-extra line)
+
+    export_cli.add_eval_arguments(evaluate)
+    export_cli.add_parser(sub)
 
     plot = sub.add_parser("plot", help="plot learning curves of runs side by side to a PNG")
     plot.add_argument("runs", type=Path, nargs="+", help="run folders (or metrics.jsonl files)")
@@ -356,6 +361,10 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--episodes: expected at least 1, got {args.episodes}")
     if args.seed < 0:
         raise ConfigError(f"--seed: expected 0 or more (gymnasium seeds are non-negative), got {args.seed}")
+    if args.policy is not None:
+        from tether.export import cli as export_cli  # noqa: PLC0415
+
+        return export_cli.run_eval(args)
     trainer = _trainer_of(args.checkpoint).load(args.checkpoint, progress=False,
                                                 allow_imports=args.env_imports)
     try:
@@ -364,6 +373,12 @@ def _eval(args: argparse.Namespace) -> int:
         trainer.close()
     print(json.dumps(result, indent=2) if args.json else _summary_line(result))
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tether.export import cli as export_cli  # noqa: PLC0415
+
+    return export_cli.run(args)
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -395,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tether train: error: {_one_line(err)}", file=sys.stderr)
             return 2
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {"train": _train, "eval": _eval,
-                                                                "plot": _plot, "bench": bench_cli.run}
+                                                                "plot": _plot, "bench": bench_cli.run,
+                                                                "export": _export}
     try:
         return int(handlers[args.command](args))
     except (TetherError, FileNotFoundError) as err:

@@ -169,6 +169,23 @@ def _act_step(data: dict[str, Any]) -> str:
                       f" rounds of {data['calls_per_round']} calls, 1 thread."])
 
 
+def _export_latency(data: dict[str, Any]) -> str:
+    """The exported step (onnxruntime, ``.pt2``) against the eager ``act``, from ``export_latency.py``."""
+    lines = ["| B | `act`, strict | `act`, off | onnxruntime `session.run` | `ExportedPolicy.act`, ONNX |"
+             " `ExportedPolicy.act`, .pt2 | **strict `act` / `ExportedPolicy.act` ONNX** |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        c = r["cpu_us"]
+        lines.append(f"| {r['batch']} | {c['act_strict']:.0f} µs | {c['act_off']:.0f} µs |"
+                     f" {c['ort_run']:.0f} µs | {c['runtime_onnx']:.0f} µs | {c['runtime_pt2']:.0f} µs |"
+                     f" **{c['act_strict'] / c['runtime_onnx']:.2f}×** |")
+    files = "; ".join(f"{fmt} {info['bytes'] / 1024:.0f} KiB ({info['exporter']}, {info['export_s']:.1f} s)"
+                      for fmt, info in data["files"].items())
+    return "\n".join([*lines, "", f"Thread CPU time per call, medians of {data['rounds']} interleaved"
+                      f" rounds of {data['calls_per_round']} calls, torch and onnxruntime on 1 thread"
+                      f" (onnxruntime {data['onnxruntime']}). Files: {files}."])
+
+
 def _e2e(data: dict[str, Any]) -> str:
     """``tether train --preset cartpole`` steps/s per core, now and before (``benchmarks/e2e_speed.py``).
 
@@ -238,6 +255,8 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "gru": (_gru, "python benchmarks/gru_speed.py"),
     "e2e": (_e2e, "python benchmarks/e2e_speed.py --before REF --out benchmarks/results/e2e_speed.json"),
     "act-step": (_act_step, "python benchmarks/act_step.py --out benchmarks/results/act_step.json"),
+    "export-latency": (_export_latency,
+                       "python benchmarks/export_latency.py --out benchmarks/results/export_latency.json"),
     "torchrl": (_torchrl, "python benchmarks/torchrl_speed.py"),
 }
 

@@ -52,9 +52,10 @@ __all__ = ["ObservationNorm", "PolicyStep"]
 class ObservationNorm(NamedTuple):
     """Running mean / std observation normalisation, built into a :class:`PolicyStep`.
 
-    The step computes ``(obs - mean) / sqrt(var + eps)``, then clips to ``[-clip, clip]`` when
-    ``clip`` is given: gymnasium's ``NormalizeObservation`` (which ``make_vector_env(...,
-    normalize_obs=True)`` wraps around the env) with its statistics frozen.
+    The step computes ``(obs - mean) / sqrt(var + eps)`` in float64, clips to ``[-clip, clip]`` when
+    ``clip`` is given, and casts to float32: gymnasium's ``NormalizeObservation`` (which
+    ``make_vector_env(..., normalize_obs=True)`` wraps around the env) with its statistics frozen,
+    to the bit.
 
     Attributes:
         mean: the running mean, shaped like one observation (array or tensor).
@@ -158,8 +159,9 @@ class PolicyStep(nn.Module):
         if not isinstance(space, spaces.Box):
             raise ValueError(f"export_step: obs_norm normalises a Box observation, but the policy observes"
                              f" {space!r}; drop obs_norm")
-        dtype = torch.promote_types(torch.float32, self.value_head.weight.dtype)
-        mean, var = (torch.as_tensor(np.asarray(v), dtype=dtype).clone() for v in (norm.mean, norm.var))
+        # float64, as gymnasium's wrapper computes it (numpy), so the graph normalises bit for bit alike
+        mean, var = (torch.as_tensor(np.asarray(v), dtype=torch.float64).clone()
+                     for v in (norm.mean, norm.var))
         if tuple(mean.shape) != space.shape or tuple(var.shape) != space.shape:
             raise ValueError(f"export_step: expected obs_norm mean and var shaped {list(space.shape)} (one"
                              f" observation), got {list(mean.shape)} and {list(var.shape)}")
@@ -255,7 +257,8 @@ class PolicyStep(nn.Module):
     def _normalize(self, obs: torch.Tensor) -> torch.Tensor:
         mean, var = self.obs_mean, self.obs_var
         x = (obs.to(mean.dtype).reshape(obs.shape[0], *mean.shape) - mean) / torch.sqrt(var + self.obs_eps)
-        return x if self.obs_clip is None else x.clamp(-self.obs_clip, self.obs_clip)
+        x = x if self.obs_clip is None else x.clamp(-self.obs_clip, self.obs_clip)
+        return x.to(torch.float32)  # the wrapper hands float32 observations to the policy
 
     def _cores(
         self, z: torch.Tensor, zv: torch.Tensor, tensors: tuple[torch.Tensor, ...]
