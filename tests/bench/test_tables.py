@@ -224,6 +224,13 @@ def test_speed_tables_render_their_ratios() -> None:
         "lean": 200.0, "lean_cells": 100.0, "act_strict": 180.0, "act_off": 170.0}}]}
     assert tables.RENDERERS["act-step"][0](act).splitlines()[2] == (
         "| 8 | 200 µs | 100 µs | 180 µs | 170 µs | **0.90×** | 0.85× | 1.80× |")
+    cost = {"provenance": None, "rounds": 2, "command": "tether train",
+            "train_seconds": {"median_off": 10.0, "median_on": 10.2, "ratio_of_medians": 1.02, "off": [9.0, 11.0],
+                              "on": [10.0, 10.4]},
+            "wall_seconds": {"median_off": 12.0, "median_on": 12.0, "ratio_of_medians": 1.0, "off": [12.0, 12.0],
+                             "on": [11.5, 12.5]}}
+    assert tables.RENDERERS["telemetry-cost"][0](cost).splitlines()[2] == (
+        "| training seconds | 10.00 s | 10.20 s | **1.020** | 9.00-11.00 s | 10.00-10.40 s |")
     e2e = {"provenance": None, "steps": 100, "rounds": 2, "before_commit": "0123456789abcdef",
            "steps_per_second": {"now/lstm": [10.0, 12.0], "before/gru": [5.0, 7.0]},
            "medians": {"now/lstm": 11.0, "before/gru": 6.0}, "ratios": {"gru / lstm (now)": 0.5}}

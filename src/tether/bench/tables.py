@@ -244,6 +244,18 @@ class ResultsFileError(TetherError, ValueError):
 
 
 #: How each kind of block renders, and the command that writes its results file.
+def _telemetry_cost(data: dict[str, Any]) -> str:
+    """``tether train`` with ``--telemetry`` on and off, alternated (``benchmarks/telemetry_cost.py``)."""
+    lines = [f"| {data['rounds']} rounds | median off | median on | **on / off** | range off | range on |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for key, label in (("train_seconds", "training seconds"), ("wall_seconds", "process wall time")):
+        row = data[key]
+        spans = [f"{min(row[side]):.2f}-{max(row[side]):.2f} s" for side in ("off", "on")]
+        lines.append(f"| {label} | {row['median_off']:.2f} s | {row['median_on']:.2f} s |"
+                     f" **{row['ratio_of_medians']:.3f}** | {spans[0]} | {spans[1]} |")
+    return "\n".join([*lines, "", f"`{data['command']}`, the two variants alternated round by round."])
+
+
 RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "learning": (_learning, "tether bench run GRID.toml --out DIR (see benchmarks/grids/)"),
     "compare": (_compare, "python benchmarks/compare_sb3.py"),
@@ -258,6 +270,8 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "export-latency": (_export_latency,
                        "python benchmarks/export_latency.py --out benchmarks/results/export_latency.json"),
     "torchrl": (_torchrl, "python benchmarks/torchrl_speed.py"),
+    "telemetry-cost": (_telemetry_cost, "python benchmarks/telemetry_cost.py --rounds 7"
+                                        " --out benchmarks/results/telemetry_cost.json"),
 }
 
 
