@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -39,7 +38,9 @@ import onnxruntime
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from tether import EpisodeClock, mode
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.act_step import measure  # the same interleaved rounds as the act step
+from tether import EpisodeClock
 from tether.bench import provenance
 from tether.export import ExportedPolicy, export_policy
 from tether.export._deps import load_onnx, ort_session
@@ -103,29 +104,6 @@ def runtime_step(path: Path, batch: int) -> Step:
         policy.act(obs, done)
 
     return step
-
-
-def measure(steps: dict[str, Step], rounds: int, calls: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall and thread-CPU seconds per call, interleaved round by round."""
-    wall: dict[str, list[float]] = {n: [] for n in steps}
-    cpu: dict[str, list[float]] = {n: [] for n in steps}
-    for r in range(rounds + 2):  # two warm-up rounds
-        for name, fn in steps.items():
-            advance = getattr(fn, "advance", None)
-            w = c = 0.0
-            with mode(getattr(fn, "mode", "off")):
-                for _ in range(calls):
-                    start, start_cpu = time.perf_counter(), time.thread_time()
-                    fn()
-                    c += time.thread_time() - start_cpu
-                    w += time.perf_counter() - start
-                    if advance is not None:
-                        advance()
-            if r >= 2:
-                wall[name].append(w / calls)
-                cpu[name].append(c / calls)
-    return ({n: statistics.median(v) for n, v in wall.items()},
-            {n: statistics.median(v) for n, v in cpu.items()})
 
 
 def export_files(policy: FactoredRecurrentActorCritic, folder: Path) -> dict[str, dict[str, Any]]:

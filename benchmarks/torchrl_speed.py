@@ -24,23 +24,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tensordict
 import torchrl
 from tensordict import TensorDict
 from torchrl import modules as trl
 
+from benchmarks.gru_speed import measure  # the same interleaved rounds as the GRU table
 from tether import track
 from tether.bench import provenance
 from tether.interop.torchrl import GRUModule, LSTMModule
@@ -119,24 +118,6 @@ def make_variants(shape: tuple[int, int, int, int], seed: int = 0) -> dict[str, 
     return variants
 
 
-def measure(variants: dict[str, Variant], rounds: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Median seconds per call of each variant, interleaved round by round: (CPU time, wall time)."""
-    cpu: dict[str, list[float]] = {k: [] for k in variants}
-    wall: dict[str, list[float]] = {k: [] for k in variants}
-    for fn in variants.values():
-        fn()
-    order = np.random.default_rng(0)
-    names = list(variants)
-    for _ in range(rounds):
-        for name in order.permutation(names).tolist():
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            variants[name]()
-            cpu[name].append(time.thread_time() - start_cpu)
-            wall[name].append(time.perf_counter() - start)
-    return ({k: statistics.median(v) for k, v in cpu.items()},
-            {k: statistics.median(v) for k, v in wall.items()})
-
-
 def environment() -> dict[str, object]:
     """Versions, hardware, threads and the commit the numbers come from (tether.bench.provenance)."""
     git, cpu = provenance.git_state(), provenance.hardware()["cpu"]
@@ -169,7 +150,7 @@ def main() -> None:
     warnings.simplefilter("ignore")  # TorchRL's deprecation notes on import are not results
     rows = []
     for shape in SMALL_SHAPES if args.small else SHAPES:
-        cpu, wall = measure(make_variants(shape), args.rounds)
+        cpu, wall = measure(make_variants(shape), args.rounds, 1)
         ms = {k: v * 1e3 for k, v in cpu.items()}
         rows.append({"shape": list(shape), "ms": ms, "wall_ms": {k: v * 1e3 for k, v in wall.items()},
                      "max_abs_diff_vs_pad": check_equal(shape)})
