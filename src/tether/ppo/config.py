@@ -9,9 +9,7 @@ types and a TOML file can set any of them by name, flat or grouped by concern.
 
 from __future__ import annotations
 
-import typing
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -19,7 +17,7 @@ from tether.errors import ConfigError
 from tether.ppo.presets import PRESETS
 from tether.ppo.starts import SequenceStart
 from tether.train import config as settings
-from tether.train.config import EnvConfig, NetworkConfig, RunConfig, merge_settings
+from tether.train.config import EnvConfig, NetworkConfig, RunConfig, TrainerSettings
 
 __all__ = ["PPOConfig"]
 
@@ -29,7 +27,7 @@ def _ppo(default: Any, help: str, **kwargs: Any) -> Any:
 
 
 @attrs.define(kw_only=True, slots=False)  # composed by multiple inheritance: no slots
-class PPOConfig(RunConfig, NetworkConfig, EnvConfig):
+class PPOConfig(TrainerSettings, RunConfig, NetworkConfig, EnvConfig):
     """All settings of a :class:`~tether.RecurrentPPO` run (defaults: CartPole-NoVel, 8 envs).
 
     The env (:class:`~tether.train.EnvConfig`), network (:class:`~tether.train.NetworkConfig`) and
@@ -39,6 +37,9 @@ class PPOConfig(RunConfig, NetworkConfig, EnvConfig):
     Raises:
         ConfigError: for a value of the wrong type, not finite, or out of its range (named).
     """
+
+    ALGO: ClassVar[str] = "ppo"
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
 
     shared_core: bool = settings.setting(
         False, "actor and critic share one recurrent core (else a separate critic)", "network")
@@ -80,61 +81,3 @@ class PPOConfig(RunConfig, NetworkConfig, EnvConfig):
         if self.seq_len < 0 or (self.seq_len and self.n_steps % self.seq_len):
             raise ConfigError(
                 f"seq_len: expected 0 or a divisor of n_steps={self.n_steps}, got {self.seq_len}")
-
-    # ------------------------------------------------------------------------------------------
-    @classmethod
-    def field_names(cls) -> list[str]:
-        """Names of every setting."""
-        return [f.name for f in attrs.fields(cls)]
-
-    @classmethod
-    def sections(cls) -> dict[str, str]:
-        """Each setting's concern: ``env``, ``network``, ``run`` or ``ppo`` (its TOML table)."""
-        return settings.sections_of(cls)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PPOConfig:
-        """Build a config from a mapping: flat names, or tables by concern (``{"ppo": {...}}``).
-
-        Raises:
-            ConfigError: for an unknown key (with a suggestion), a key in another concern's table,
-                or an invalid value.
-        """
-        return settings.from_dict(cls, data, source)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> PPOConfig:
-        """The tuned settings of one of tether's tasks (:data:`~tether.ppo.presets.PRESETS`), with overrides.
-
-        Raises:
-            ConfigError: for an unknown preset name (or a bad override).
-        """
-        if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-        return cls.from_dict(merge_settings(PRESETS[name], overrides), source=f"preset {name!r}")
-
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> PPOConfig:
-        """Read settings from a TOML file; overrides win.
-
-        The file lists settings flat (at the top level or in a ``[train]`` table) or in tables by
-        concern (``[env]``, ``[network]``, ``[run]``, ``[ppo]``); an ``algo`` key, if any, says
-        ``"ppo"``.
-
-        Raises:
-            FileNotFoundError: when the file is missing.
-            ConfigError: for invalid TOML, an unknown key or a bad value.
-        """
-        source, table = settings.read_settings(path, "ppo")
-        flat = settings.flatten(cls, table, source)
-        return cls.from_dict(merge_settings(flat, overrides), source=source)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a flat plain dict (what checkpoints and metrics store)."""
-        return attrs.asdict(self)
-
-    @classmethod
-    def field_types(cls) -> dict[str, Any]:
-        """Each setting's type, resolved (``Literal[...]`` for a choice)."""
-        hints = typing.get_type_hints(cls)
-        return {name: hints[name] for name in cls.field_names()}

@@ -18,7 +18,7 @@ import difflib
 import math
 import typing
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
 
 import attrs
 import torch
@@ -27,7 +27,7 @@ from tether._toml import read_toml
 from tether.distributed import available_devices
 from tether.errors import ConfigError
 
-__all__ = ["EnvConfig", "NetworkConfig", "RunConfig", "RunSettings", "merge_settings"]
+__all__ = ["EnvConfig", "NetworkConfig", "RunConfig", "RunSettings", "TrainerSettings", "merge_settings"]
 
 _C = TypeVar("_C")
 SECTIONS = ("env", "network", "run")  # the shared concerns; an algorithm adds its own table
@@ -303,3 +303,77 @@ class RunConfig:
                                  check=(">", 0))
     progress: bool = setting(True, "show a progress bar", "run")
     mode: Literal["strict", "warn", "off"] = setting("warn", "tether check mode: strict, warn or off", "run")
+
+
+class TrainerSettings:
+    """What every trainer's settings class has beside its fields: names, concerns, types and readers.
+
+    A trainer's settings compose this with the concerns and its own fields, and name their
+    algorithm and presets::
+
+        @attrs.define(kw_only=True, slots=False)
+        class PPOConfig(TrainerSettings, RunConfig, NetworkConfig, EnvConfig):
+            ALGO: ClassVar[str] = "ppo"
+            PRESETS: ClassVar[dict[str, dict[str, Any]]] = PRESETS
+            ...
+    """
+
+    ALGO: ClassVar[str]
+    PRESETS: ClassVar[dict[str, dict[str, Any]]]
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """Names of every setting."""
+        return [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]  # an attrs subclass
+
+    @classmethod
+    def sections(cls) -> dict[str, str]:
+        """Each setting's concern: ``env``, ``network``, ``run`` or the algorithm's (its TOML table)."""
+        return sections_of(cls)
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        """Each setting's type, resolved (``Literal[...]`` for a choice)."""
+        hints = typing.get_type_hints(cls)
+        return {name: hints[name] for name in cls.field_names()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> Self:
+        """Build the settings from a mapping: flat names, or tables by concern (``{"ppo": {...}}``).
+
+        Raises:
+            ConfigError: for an unknown key (with a suggestion), a key in another concern's table,
+                or an invalid value.
+        """
+        return from_dict(cls, data, source)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> Self:
+        """The tuned settings of one of tether's tasks (the class's ``PRESETS``), with overrides.
+
+        Raises:
+            ConfigError: for an unknown preset name (or a bad override).
+        """
+        if name not in cls.PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(cls.PRESETS)}")
+        return cls.from_dict(merge_settings(cls.PRESETS[name], overrides), source=f"preset {name!r}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Self:
+        """Read settings from a TOML file; overrides win.
+
+        The file lists settings flat (at the top level or in a ``[train]`` table) or in tables by
+        concern (``[env]``, ``[network]``, ``[run]``, ``[<algo>]``); an ``algo`` key, if any, must
+        name this trainer.
+
+        Raises:
+            FileNotFoundError: when the file is missing.
+            ConfigError: for invalid TOML, an unknown key or a bad value.
+        """
+        source, table = read_settings(path, cls.ALGO)
+        flat = flatten(cls, table, source)
+        return cls.from_dict(merge_settings(flat, overrides), source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a flat plain dict (what checkpoints and metrics store)."""
+        return attrs.asdict(self)  # type: ignore[arg-type]  # an attrs subclass
