@@ -1,10 +1,11 @@
 """The ``tether`` command: ``train``, ``eval``, ``plot`` and ``export`` (also ``python -m tether``).
 
-``tether train --algo NAME`` (``ppo``, the default; :data:`ALGORITHMS` lists them) takes every
-setting of that algorithm's config (:class:`~tether.ppo.PPOConfig`) as a flag (``--n-steps 64``),
+``tether train --algo NAME`` (``ppo``, the default, or ``r2d2``; :data:`ALGORITHMS` lists them)
+takes every setting of that algorithm's config (:class:`~tether.ppo.PPOConfig`,
+:class:`~tether.r2d2.R2D2Config`) as a flag (``--n-steps 64``),
 built from the setting's type and grouped by concern (env, network, run, the algorithm's own), and
 from a TOML file (``--config run.toml``, flat or in ``[env]`` / ``[network]`` / ``[run]`` /
-``[ppo]`` tables; flags win);
+``[ppo]`` / ``[r2d2]`` tables; flags win);
 ``--resume RUN_DIR`` continues a run from its last checkpoint, in RUN_DIR wherever it now is.
 ``tether train --nproc N`` trains data-parallel on N processes of this machine (it starts
 ``torchrun --standalone --nproc-per-node N -m tether train ...`` with the other arguments);
@@ -37,6 +38,8 @@ from tether.bench import cli as bench_cli
 from tether.errors import ConfigError, TetherError
 from tether.ppo.config import PPOConfig
 from tether.ppo.presets import PRESETS
+from tether.r2d2.config import R2D2Config
+from tether.r2d2.presets import PRESETS as R2D2_PRESETS
 from tether.train.config import merge_settings
 from tether.train.run_folder import RunFolder, write_text
 
@@ -69,6 +72,8 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(config=PPOConfig, presets=PRESETS, trainer="tether.ppo:RecurrentPPO",
                      help="recurrent PPO (on-policy, clipped objective)"),
+    "r2d2": Algorithm(config=R2D2Config, presets=R2D2_PRESETS, trainer="tether.r2d2:R2D2",
+                      help="R2D2 (recurrent off-policy Q-learning from a sequence replay; discrete actions)"),
 }
 """The trainers of ``tether train --algo``: a second algorithm is one more entry."""
 
@@ -165,7 +170,7 @@ def _algo_of(argv: Sequence[str]) -> str:
 
 
 def _build_parser(algo: str = "ppo") -> argparse.ArgumentParser:
-    parser = _Parser(prog="tether", description="Recurrent PPO with checked hidden states.")
+    parser = _Parser(prog="tether", description="Recurrent RL (PPO, R2D2) with checked hidden states.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a recurrent policy (default: PPO on CartPole-NoVel)")

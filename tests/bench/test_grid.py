@@ -60,6 +60,23 @@ def test_a_variant_may_run_its_own_seeds() -> None:
         parse_grid(data)
 
 
+def test_a_variant_may_name_its_trainer() -> None:
+    """A variant's ``algo`` (else the grid's, else ppo) picks the trainer; PPO cells keep their fingerprints."""
+    from tether.bench.runner import default_command  # noqa: PLC0415
+
+    before = {c.key: c.fingerprint() for c in parse_grid(small_grid_data()).cells()}
+    data = small_grid_data()
+    data["variants"]["r2d2"] = {"algo": "r2d2", "settings": {"n_step": 3}}
+    cells = {c.key: c for c in parse_grid(data).cells()}
+    assert {k: cells[k].fingerprint() for k in before} == before
+    assert cells["recall/r2d2/seed1"].algo == "r2d2" and cells["recall/lstm/seed1"].algo == "ppo"
+    command = default_command(cells["cartpole/r2d2/seed0"], Path("cell.toml"), Path("run"))
+    assert command[-4:] == ["--algo", "r2d2", "--preset", "cartpole"]
+    assert "--algo" not in default_command(cells["cartpole/lstm/seed0"], Path("cell.toml"), Path("run"))
+    grid = parse_grid(_with(algo="r2d2", settings={"total_steps": 400, "n_step": 2}))
+    assert {c.algo for c in grid.cells()} == {"r2d2"}
+
+
 def test_seed_range_table() -> None:
     """``seeds = {start, count}`` is a range."""
     assert parse_grid(_with(seeds={"start": 1000, "count": 3})).seeds == (1000, 1001, 1002)
@@ -95,6 +112,13 @@ def test_load_grid_reads_toml(tmp_path: Path) -> None:
     ({"tasks": {"t": {"preset": "cartpole", "bar": 1, "score_range": [1]}}},
      r"tasks.t.score_range: expected \[random, best\]"),
     ({"tasks": {"t": {"preset": "nope", "bar": 1}}}, r"unknown preset 'nope'"),
+    ({"algo": "sac"}, r"algo: expected one of \['ppo', 'r2d2'\], got 'sac'"),
+    ({"variants": {"v": {"algo": "dqn"}}}, r"variants.v.algo: expected one of \['ppo', 'r2d2'\]"),
+    ({"variants": {"v": {"algo": "r2d2", "baseline": "sb3-contrib"}}},
+     r"variants.v: a baseline runs its own trainer; drop 'algo' or 'baseline'"),
+    ({"variants": {"v": {"settings": {"n_step": 3}}}}, r"cartpole/v: .*unknown setting 'n_step'"),
+    ({"variants": {"v": {"algo": "r2d2", "settings": {"n_epochs": 3}}}},
+     r"cartpole/v: .*unknown setting 'n_epochs'"),
 ])
 def test_bad_grids_fail_with_one_line(change: dict[str, Any], message: str) -> None:
     """Each mistake in a grid is one ConfigError line naming the key and what was expected."""

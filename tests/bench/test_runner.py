@@ -35,7 +35,7 @@ def test_every_cell_runs_once_and_records_its_result(tmp_path: Path, small_grid:
     record = read_cell(tmp_path / "recall__lstm__seed2")
     assert record is not None
     assert record["cell"] == {"task": "recall", "variant": "lstm", "seed": 2, "baseline": None,
-                              "fingerprint": small_grid.cells()[10].fingerprint()}
+                              "algo": "ppo", "fingerprint": small_grid.cells()[10].fingerprint()}
     assert record["score"] == 102.0
     assert record["at_bar"] is True
     assert record["steps"] == 400

@@ -4,7 +4,8 @@ A grid file looks like this (every table but ``[tasks.*]`` and ``[variants.*]`` 
 
     name = "learning"
     seeds = {start = 0, count = 10}          # or a list: seeds = [0, 1, 2]
-    settings = {eval_episodes = 20}          # PPOConfig settings for every cell
+    algo = "ppo"                             # the trainer of every cell (tether train --algo)
+    settings = {eval_episodes = 20}          # the trainer's settings for every cell
 
     [tasks.cartpole]
     preset = "cartpole"                      # tether train --preset NAME (optional)
@@ -18,9 +19,13 @@ A grid file looks like this (every table but ``[tasks.*]`` and ``[variants.*]`` 
     [variants.sb3]
     baseline = "sb3-contrib"                 # sb3-contrib's RecurrentPPO, same settings
     seeds = [0, 1, 2]                        # a variant's own seeds (default: the grid's)
+    [variants.r2d2]
+    algo = "r2d2"                            # a variant's own trainer (default: the grid's)
 
-A cell's settings are the preset's, then the grid's, the task's and the variant's (later wins); the
-harness sets ``seed``, ``run_dir`` and ``progress`` itself.
+A cell's settings are the preset's (the cell's trainer's preset of that name), then the grid's,
+the task's and the variant's (later wins); the harness sets ``seed``, ``run_dir`` and ``progress``
+itself. Every setting must be one of some trainer's, and each cell's settings are checked against
+its own trainer's when the grid is read.
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ __all__ = ["BASELINES", "Cell", "Grid", "Task", "Variant", "load_grid", "parse_g
 BASELINES: dict[str, str] = {"sb3-contrib": "sb3_contrib"}
 _RESERVED = ("seed", "run_dir", "progress")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TOP_KEYS = ("name", "description", "seeds", "settings", "tasks", "variants")
+_TOP_KEYS = ("name", "description", "seeds", "settings", "tasks", "variants", "algo")
 _TASK_KEYS = ("preset", "env_id", "bar", "score_range", "settings", "label")
-_VARIANT_KEYS = ("settings", "baseline", "label", "seeds")
+_VARIANT_KEYS = ("settings", "baseline", "label", "seeds", "algo")
 
 
 @attrs.frozen(kw_only=True)
@@ -81,6 +86,7 @@ class Variant:
     baseline: str | None = None
     label: str = ""
     seeds: tuple[int, ...] | None = None
+    algo: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -91,6 +97,12 @@ class Cell:
     variant: Variant
     seed: int
     grid_settings: Mapping[str, Any] = attrs.field(factory=dict)
+    grid_algo: str = "ppo"
+
+    @property
+    def algo(self) -> str:
+        """The cell's trainer (``tether train --algo``): the variant's, else the grid's."""
+        return self.variant.algo or self.grid_algo
 
     @property
     def key(self) -> str:
@@ -109,6 +121,8 @@ class Cell:
     def fingerprint(self) -> str:
         """A hash of everything that defines the run, so a changed grid reruns the changed cells."""
         spec = {"preset": self.task.preset, "settings": self.settings(), "baseline": self.variant.baseline}
+        if self.algo != "ppo":  # PPO cells keep the fingerprints they had before trainers were named
+            spec["algo"] = self.algo
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,6 +136,7 @@ class Grid:
     variants: tuple[Variant, ...]
     settings: Mapping[str, Any] = attrs.field(factory=dict)
     description: str = ""
+    algo: str = "ppo"
 
     def cells(self) -> list[Cell]:
         """Every run, seed by seed and within a seed task by task, variant by variant.
@@ -130,7 +145,7 @@ class Grid:
         A variant with its own ``seeds`` runs those instead of the grid's.
         """
         every = sorted({s for v in self.variants for s in (v.seeds or self.seeds)})
-        return [Cell(task=task, variant=variant, seed=seed, grid_settings=self.settings)
+        return [Cell(task=task, variant=variant, seed=seed, grid_settings=self.settings, grid_algo=self.algo)
                 for seed in every for task in self.tasks for variant in self.variants
                 if seed in (variant.seeds or self.seeds)]
 
@@ -158,9 +173,10 @@ def _name(name: str, where: str) -> str:
 
 def _settings(value: Any, where: str) -> dict[str, Any]:
     table = _table(value, f"{where}.settings")
-    from tether import PPOConfig  # noqa: PLC0415 (the trainer's settings are the contract)
+    from tether.cli import ALGORITHMS  # noqa: PLC0415 (the trainers' settings are the contract)
 
-    _unknown(table, tuple(PPOConfig.field_names()), f"{where}.settings")
+    known = dict.fromkeys(name for algo in ALGORITHMS.values() for name in algo.config.field_names())
+    _unknown(table, tuple(known), f"{where}.settings")
     for key in _RESERVED:
         if key in table:
             raise ConfigError(f"{where}.settings: {key!r} is set by the harness per cell; remove it"
@@ -229,8 +245,19 @@ def _variant(name: str, value: Any) -> Variant:
     if baseline is not None and baseline not in BASELINES:
         raise ConfigError(f"{where}.baseline: expected one of {sorted(BASELINES)}, got {baseline!r}")
     seeds = _seeds(table["seeds"], f"{where}.seeds") if "seeds" in table else None
+    algo = _algo(table["algo"], f"{where}.algo") if "algo" in table else None
+    if algo not in (None, "ppo") and baseline is not None:
+        raise ConfigError(f"{where}: a baseline runs its own trainer; drop 'algo' or 'baseline'")
     return Variant(name=name, settings=_settings(table.get("settings", {}), where), baseline=baseline,
-                   label=str(table.get("label", "")), seeds=seeds)
+                   label=str(table.get("label", "")), seeds=seeds, algo=algo)
+
+
+def _algo(value: Any, where: str) -> str:
+    from tether.cli import ALGORITHMS  # noqa: PLC0415
+
+    if value not in ALGORITHMS:
+        raise ConfigError(f"{where}: expected one of {sorted(ALGORITHMS)}, got {value!r}")
+    return str(value)
 
 
 def parse_grid(data: Mapping[str, Any], *, source: str = "grid") -> Grid:
@@ -251,6 +278,7 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "grid") -> Grid:
             variants=tuple(_variant(n, v) for n, v in _table(data["variants"], "variants").items()),
             settings=_settings(data.get("settings", {}), "grid"),
             description=str(data.get("description", "")),
+            algo=_algo(data["algo"], "algo") if "algo" in data else "ppo",
         )
     except ConfigError as err:
         message = str(err)
@@ -261,18 +289,20 @@ def parse_grid(data: Mapping[str, Any], *, source: str = "grid") -> Grid:
 
 def _check_cells(grid: Grid, source: str) -> None:
     """Build each task × variant's config once, so a bad value fails here, not in cell 37."""
-    from tether import PPOConfig  # noqa: PLC0415
+    from tether.cli import ALGORITHMS  # noqa: PLC0415
 
     for task in grid.tasks:
         for variant in grid.variants:
             seed = (variant.seeds or grid.seeds)[0]
-            cell = Cell(task=task, variant=variant, seed=seed, grid_settings=grid.settings)
+            cell = Cell(task=task, variant=variant, seed=seed, grid_settings=grid.settings,
+                        grid_algo=grid.algo)
+            config = ALGORITHMS[cell.algo].config
             where = f"{source}: {task.name}/{variant.name}"
             try:
                 if task.preset is not None:
-                    PPOConfig.from_preset(task.preset, **cell.settings())
+                    config.from_preset(task.preset, **cell.settings())
                 else:
-                    PPOConfig.from_dict(cell.settings(), source=where)
+                    config.from_dict(cell.settings(), source=where)
             except (ConfigError, TypeError) as err:
                 message = str(err)
                 raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None

@@ -43,9 +43,11 @@ GRID_INFO = "grid.json"
 
 
 def default_command(cell: Cell, cell_toml: Path, run_dir: Path) -> list[str]:
-    """``python -m tether.cli train --config cell.toml [--preset P]`` (sb3-contrib: its own runner)."""
+    """``python -m tether.cli train --config cell.toml [--algo A] [--preset P]`` (sb3-contrib: its own)."""
     module = "tether.bench.sb3" if cell.variant.baseline == "sb3-contrib" else "tether.cli"
     argv = [sys.executable, "-m", module, "train", "--config", str(cell_toml), "--run-dir", str(run_dir)]
+    if cell.algo != "ppo":
+        argv += ["--algo", cell.algo]
     if cell.task.preset is not None:
         argv += ["--preset", cell.task.preset]
     return argv
@@ -130,7 +132,8 @@ def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
     task = cell.task
     return {
         "cell": {"task": task.name, "variant": cell.variant.name, "seed": cell.seed,
-                 "baseline": cell.variant.baseline, "fingerprint": cell.fingerprint()},
+                 "baseline": cell.variant.baseline, "algo": cell.algo,
+                 "fingerprint": cell.fingerprint()},
         "task": {"bar": task.bar, "score_range": list(task.score_range) if task.score_range else None,
                  "preset": task.preset, "label": task.label},
         "variant": {"label": cell.variant.label},

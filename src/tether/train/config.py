@@ -90,6 +90,8 @@ def _range_error(name: str, check: tuple[str, float] | None, value: Any) -> str 
         return f"{name}: expected 0 or more, got {value!r}"
     if op == "[0,1]" and not 0.0 <= value <= 1.0:
         return f"{name}: expected a value in [0, 1], got {value!r}"
+    if op == "(0,1]" and not 0.0 < value <= 1.0:
+        return f"{name}: expected a value in (0, 1], got {value!r}"
     return None
 
 
