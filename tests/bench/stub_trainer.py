@@ -1,7 +1,7 @@
 """A stand-in for ``tether train`` that writes a run folder's files at once (for the runner tests).
 
 ``python stub_trainer.py --config CELL.toml --run-dir DIR`` writes ``metrics.jsonl`` (4 records, the
-return rising to ``100 + seed``) and ``eval.json`` (mean return ``100 + seed``, or ``1000`` for a
+return rising to ``100 + seed``; for an ``lstm`` core two staleness keys, one of them once NaN) and ``eval.json`` (mean return ``100 + seed``, or ``1000`` for a
 ``gru`` core), and appends one line to ``launches.txt`` next to the grid's cell folders. With
 ``STUB_FAIL_SEED=k`` in the environment the cell of seed k exits 1 with a message; with
 ``STUB_WAIT_FOR=n`` each cell marks itself running and waits (up to 30 s) until n cells are, then
@@ -48,7 +48,11 @@ def main() -> int:
     final = 1000.0 if settings.get("core") == "gru" else 100.0 + seed
     with (args.run_dir / "metrics.jsonl").open("w", encoding="utf-8") as f:
         for k in range(1, 5):
-            f.write(json.dumps({"step": 100 * k, "time": 0.5 * k, "ep_return": final * k / 4}) + "\n")
+            record = {"step": 100 * k, "time": 0.5 * k, "ep_return": final * k / 4}
+            if settings.get("core") != "gru":  # a reported metric (its mean: seed + 2.5), once not finite
+                record["staleness/dq_first"] = seed + k if k < 4 else float("nan")
+                record["staleness/dq_last"] = seed + k + 1.0 / 3.0 if k < 4 else seed + 4.0
+            f.write(json.dumps(record) + "\n")
     evaluation = {"episodes": 2, "mean_return": final, "std_return": 0.0, "returns": [final, final]}
     (args.run_dir / "eval.json").write_text(json.dumps(evaluation), encoding="utf-8")
     return 0

@@ -69,7 +69,8 @@ def test_a_variant_may_name_its_trainer() -> None:
     data["variants"]["r2d2"] = {"algo": "r2d2", "settings": {"n_step": 3}}
     cells = {c.key: c for c in parse_grid(data).cells()}
     assert {k: cells[k].fingerprint() for k in before} == before
-    assert cells["recall/r2d2/seed1"].algo == "r2d2" and cells["recall/lstm/seed1"].algo == "ppo"
+    assert cells["recall/r2d2/seed1"].algo == "r2d2"
+    assert cells["recall/lstm/seed1"].algo == "ppo"
     command = default_command(cells["cartpole/r2d2/seed0"], Path("cell.toml"), Path("run"))
     assert command[-4:] == ["--algo", "r2d2", "--preset", "cartpole"]
     assert "--algo" not in default_command(cells["cartpole/lstm/seed0"], Path("cell.toml"), Path("run"))

@@ -32,6 +32,33 @@ def test_rows_per_task_and_variant(ran: Path) -> None:
     assert len(lstm["curve"]["steps"]) == 50
 
 
+def test_reported_metrics_are_averaged_per_run_then_over_seeds(ran: Path) -> None:
+    """Each run's mean of a reported metric (finite values only), then its IQM over seeds, in a table."""
+    records = load_results(ran)
+    lstm0 = next(r for r in records if r["cell"]["variant"] == "lstm" and r["cell"]["seed"] == 0)
+    assert lstm0["metric_means"]["staleness/dq_first"] == pytest.approx(2.0)  # (1 + 2 + 3) / 3, NaN left out
+    assert lstm0["metric_means"]["staleness/dq_last"] == pytest.approx((1 + 2 + 3 + 3 * 1 / 3 + 4) / 4)
+    summary = summarise(records, n_resamples=100)
+    lstm = next(r for r in summary["rows"] if (r["task"], r["variant"]) == ("cartpole", "lstm"))
+    gru = next(r for r in summary["rows"] if (r["task"], r["variant"]) == ("cartpole", "gru"))
+    assert lstm["metrics"]["staleness/dq_first"]["point"] == pytest.approx(3.0)  # seeds 0-2: 2, 3, 4
+    assert gru["metrics"] == {}
+    table = render_table(summary)
+    assert "| task | variant | `staleness/dq_first` | `staleness/dq_last` |" in table
+    assert "| cartpole | gru | — | — |" in table
+
+
+def test_a_record_without_metric_means_reads_its_run(ran: Path) -> None:
+    """Cells recorded before records kept the metric means get them from their run's metrics file."""
+    path = ran / "cartpole__lstm__seed1" / "result.json"
+    record = json.loads(path.read_text())
+    del record["metric_means"]
+    path.write_text(json.dumps(record))
+    found = next(r for r in load_results(ran) if r["cell"]["seed"] == 1 and r["cell"]["variant"] == "lstm"
+                 and r["cell"]["task"] == "cartpole")
+    assert found["metric_means"]["staleness/dq_first"] == pytest.approx(3.0)
+
+
 def test_bar_and_labels_come_from_the_grid_as_it_is_now(ran: Path) -> None:
     """A bar edited in the grid after the cells ran is what the report holds the seeds to."""
     info = json.loads((ran / "grid.json").read_text())

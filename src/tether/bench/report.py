@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tether.bench import provenance, stats
-from tether.bench.runner import GRID_INFO, RESULT
+from tether.bench.runner import GRID_INFO, REPORTED_METRICS, RESULT, metric_means
 
 __all__ = ["GRID_INFO", "SUMMARY", "load_results", "render_table", "summarise", "write_report"]
 
@@ -32,10 +32,25 @@ def load_results(out: str | Path) -> list[dict[str, Any]]:
         FileNotFoundError: when the folder holds no finished cell.
     """
     folder = Path(out)
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob(f"*/{RESULT}"))]
+    records = []
+    for path in sorted(folder.glob(f"*/{RESULT}")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if "metric_means" not in record:  # a cell recorded before records kept them: its run's file
+            record["metric_means"] = metric_means(path.parent / "run")
+        records.append(record)
     if not records:
         raise FileNotFoundError(f"no finished cells (*/{RESULT}) under {folder}; run tether bench run first")
     return records
+
+
+def _metrics(records: list[dict[str, Any]], n_resamples: int) -> dict[str, Any]:
+    """IQM over seeds (with its interval) of each reported metric every run of the row logged."""
+    out = {}
+    for key in REPORTED_METRICS:
+        values = [r.get("metric_means", {}).get(key) for r in records]
+        if values and all(v is not None for v in values):
+            out[key] = stats.estimate([values], stats.iqm, n_resamples=n_resamples).to_dict()
+    return out
 
 
 def _order(records: list[dict[str, Any]], info: dict[str, Any], key: str) -> list[str]:
@@ -81,6 +96,7 @@ def _row(task: str, variant: str, records: list[dict[str, Any]], info: dict[str,
         "median": stats.estimate([scores], stats.median, n_resamples=n_resamples).to_dict(),
         "steps_per_second": float(np.median(rates)) if rates else None, "rates": rates,
         "steps": records[0].get("steps"), "curve": _curve(records, n_resamples),
+        "metrics": _metrics(records, n_resamples),
     }
 
 
@@ -191,10 +207,33 @@ def render_table(summary: dict[str, Any]) -> str:
                else f"{summary['confidence']:.0%} CI" + (", paired by seed" if s["paired"] else ""))
         lines.append(f"\nsteps/s of {s['variant']} / {s['reference']} on {s['task']}: {_ci(s['ratio'], 2)}"
                      f" (ratio of medians; {how})")
+    lines += _metrics_table(summary["rows"])
     lines += ["", f"IQM and median over seeds of the deterministic evaluation's mean return;"
               f" {summary['confidence']:.0%} stratified-bootstrap intervals"
               f" ({summary['n_resamples']} resamples)."]
     return "\n".join(lines)
+
+
+def _metrics_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines of a table of the reported metrics per task and variant (none when no run logged any)."""
+    keys = [k for k in REPORTED_METRICS if any(k in r.get("metrics", {}) for r in rows)]
+    if not keys:
+        return []
+    lines = ["", "| task | variant | " + " | ".join(f"`{k}`" for k in keys) + " |",
+             "|---|---|" + "---:|" * len(keys)]
+    for r in rows:
+        cells = [_sig(r["metrics"][k]) if k in r.get("metrics", {}) else "—" for k in keys]
+        name = r["label"] or r["variant"]
+        lines.append(f"| {r['task_label'] or r['task']} | {name} | {' | '.join(cells)} |")
+    lines.append("\nEach metric: the IQM over seeds of the run's mean over its updates [95 % CI].")
+    return lines
+
+
+def _sig(e: dict[str, float | None]) -> str:
+    """A metric's IQM and interval to 3 significant digits."""
+    def g(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3g}"
+    return g(e["point"]) if e["low"] is None else f"{g(e['point'])} [{g(e['low'])}, {g(e['high'])}]"
 
 
 def write_report(out: str | Path, *, plots: bool = True, n_resamples: int = stats.N_RESAMPLES) -> list[Path]:

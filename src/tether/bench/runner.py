@@ -104,6 +104,29 @@ def _curve(run_dir: Path) -> list[dict[str, Any]]:
     return curve
 
 
+#: The metrics a cell's record keeps the run's mean of (the health and staleness measures), in order.
+REPORTED_METRICS = ("state/stale_kl_first", "state/stale_kl_last", "state/stale_value_first",
+                    "state/stale_value_last", "state/h_rms", "state/saturation", "state/reset_norm",
+                    "staleness/dq_first", "staleness/dq_last", "staleness/age_updates")
+
+
+def metric_means(run_dir: Path) -> dict[str, float]:
+    """The mean over a run's metrics records of each of :data:`REPORTED_METRICS` it logged (finite values)."""
+    values: dict[str, list[float]] = {}
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                record = json.loads(line)
+                for key in REPORTED_METRICS:
+                    value = record.get(key)
+                    if isinstance(value, int | float) and math.isfinite(value):
+                        values.setdefault(key, []).append(float(value))
+    return {key: sum(v) / len(v) for key, v in values.items()}
+
+
 def usable_cores() -> int:
     """The CPUs this process may run on (its affinity where the OS tells it, else the CPU count)."""
     if hasattr(os, "sched_getaffinity"):
@@ -141,6 +164,7 @@ def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
         "eval": {"mean_return": evaluation["mean_return"], "std_return": evaluation.get("std_return"),
                  "returns": evaluation.get("returns"), "episodes": evaluation.get("episodes")},
         "score": evaluation["mean_return"], "at_bar": bool(evaluation["mean_return"] >= task.bar),
+        "metric_means": metric_means(run_dir),
         "steps": last["step"], "train_seconds": last.get("time"), "steps_per_second": rate,
         "wall_seconds": seconds, "curve": curve,
         "provenance": context,
