@@ -180,6 +180,18 @@ def test_n_step_targets_match_the_loop(seed: int, time: int, batch: int, heads: 
     assert not (out.target_mask & ~(case["valid"] & case["mask"])).any()
 
 
+def test_n_step_targets_at_the_papers_shape_and_in_float64() -> None:
+    """T=80 with n=5 and gamma .997, as R2D2 trains, matches the loop; float64 stays float64."""
+    case = random_case(7, (80, 8, 2), 5, 0.997, False, 0.05)
+    expected, has = reference_targets(case)
+    out = n_step_targets(**case)
+    np.testing.assert_array_equal(out.target_mask.numpy(), has)
+    torch.testing.assert_close(out.targets, torch.from_numpy(expected).float(), rtol=1e-5, atol=1e-4)
+    wide_case = case | {key: case[key].double() for key in ("rewards", "bootstrap", "truncation_bootstrap")}
+    out64 = n_step_targets(**wide_case)
+    assert out64.targets.dtype == torch.float64
+    torch.testing.assert_close(out64.targets, torch.from_numpy(expected))
+
 def _flags(length: int, *steps: int) -> torch.Tensor:
     return torch.tensor([[t in steps] for t in range(length)])
 

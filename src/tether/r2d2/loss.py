@@ -174,8 +174,8 @@ def _check_targets_input(rewards: torch.Tensor, flags: dict[str, torch.Tensor],
 
 
 def _padded(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``x`` with ``n + 1`` zero (False) steps appended along T, so shifted views need no bounds checks."""
-    return torch.cat([x, x.new_zeros((n + 1, *x.shape[1:]))])
+    """``x`` with ``n`` zero (False) steps appended along T, so shifted views need no bounds checks."""
+    return torch.cat([x, x.new_zeros((n, *x.shape[1:]))])
 
 
 def n_step_targets(
@@ -252,33 +252,27 @@ def n_step_targets(
     if rescale:
         bootstrap = value_rescale_inverse(bootstrap, eps)
         truncation_bootstrap = value_rescale_inverse(truncation_bootstrap, eps)
-    usable = _padded(valid & mask, n)
-    done = _padded(terminated | truncated, n)
-    reward = _padded(rewards, n).unsqueeze(-1)
-    boot = _padded(bootstrap, n)
+    usable = _padded(valid & mask, n).unsqueeze(-1)  # [T + n, B, 1]
+    done = _padded(terminated | truncated, n).unsqueeze(-1)
+    # keep[s]: a window open at step s takes r_s (s is a done step, or s + 1 can be bootstrapped
+    # from); otherwise its run ends at s and it bootstraps there. go_on[s]: it runs on to s + 1.
+    keep = done[:-1] | usable[1:]
+    go_on = usable[1:] & ~done[:-1]
     # What an episode's end adds at its done step, one discount already in: gamma * V(final obs) if
     # it was truncated, nothing if it terminated.
     cut = (truncated & ~terminated).unsqueeze(-1)
-    end_value = _padded(torch.where(cut, gamma * truncation_bootstrap, 0.0), n)
-    returns = torch.zeros_like(bootstrap)
-    alive = usable[:T]  # alive[t]: the window of t reached step t + k, in its run and before any done
-    has_target = torch.zeros_like(alive)
-    for k in range(n):
-        done_k = alive & done[k:k + T]
-        more = usable[k + 1:k + 1 + T]  # step t + k + 1 can be bootstrapped from
-        take = done_k | (alive & more)  # r_{t+k} joins the window
-        step = torch.where(take.unsqueeze(-1), reward[k:k + T], 0.0)
-        step = step + torch.where(done_k.unsqueeze(-1), end_value[k:k + T], 0.0)
-        if k > 0:  # the run ends at t + k (k = 0: t is the last step, no target)
-            run_end = alive & ~take
-            step = step + torch.where(run_end.unsqueeze(-1), boot[k:k + T], 0.0)
-            has_target |= run_end
-        returns = returns + gamma**k * step
-        has_target |= done_k
-        alive = take & ~done_k
-    # windows still open after n rewards bootstrap at t + n
-    returns = returns + gamma**n * torch.where(alive.unsqueeze(-1), boot[n:n + T], 0.0)
-    has_target |= alive
+    end_value = torch.where(cut, gamma * truncation_bootstrap, 0.0)
+    boot = _padded(bootstrap, n)
+    # what step s adds to an open window, before the discount gamma^k
+    contribution = torch.where(keep, _padded(rewards.unsqueeze(-1) + end_value, n)[:-1], boot[:-1])
+    alive = usable[:T]  # alive[t]: the window of t is open at step t + k
+    has_target = (alive & keep[:T]).squeeze(-1)  # t = last without a done: m = 0, no target
+    returns = torch.where(alive, contribution[:T], 0.0)
+    for k in range(1, n + 1):
+        alive = alive & go_on[k - 1:k - 1 + T]
+        # windows still open after n rewards bootstrap at t + n
+        value = contribution[k:k + T] if k < n else boot[n:n + T]
+        returns.add_(torch.where(alive, value, 0.0), alpha=gamma**k)
     if rescale:
         returns = value_rescale(returns, eps)
     return NStepTargets(torch.where(has_target.unsqueeze(-1), returns, 0.0), has_target)
