@@ -79,10 +79,10 @@ def random_state(net: RecurrentQNetwork, batch: int) -> RecurrentState:
     return RecurrentState.from_tensors(tuple(torch.randn_like(t) for t in zeros.tensors))
 
 
-def starts_with_resets(T: int, B: int) -> np.ndarray:
-    starts = np.zeros((T, B), dtype=bool)
-    for t, b in ((0, 1), (2, 0), (5, 0), (3, 2), (T - 1, 1)):
-        if t < T and b < B:
+def starts_with_resets(steps: int, batch: int) -> np.ndarray:
+    starts = np.zeros((steps, batch), dtype=bool)
+    for t, b in ((0, 1), (2, 0), (5, 0), (3, 2), (steps - 1, 1)):
+        if t < steps and b < batch:
             starts[t, b] = True
     return starts
 
@@ -117,11 +117,12 @@ def test_q_values_equal_the_step_loop_with_resets(core: str, layers: int, duelin
 
 
 @settings(max_examples=20, deadline=None)
-@given(T=st.integers(1, 9), B=st.integers(1, 4), density=st.floats(0.0, 0.6), seed=st.integers(0, 2**16),
-       core=st.sampled_from(["lstm", "gru"]))
-def test_q_values_equal_the_step_loop_for_any_starts(T: int, B: int, density: float, seed: int,
+@given(steps=st.integers(1, 9), batch=st.integers(1, 4), density=st.floats(0.0, 0.6),
+       seed=st.integers(0, 2**16), core=st.sampled_from(["lstm", "gru"]))
+def test_q_values_equal_the_step_loop_for_any_starts(steps: int, batch: int, density: float, seed: int,
                                                      core: str) -> None:
     """Property: for any pattern of starts the fused replay equals the loop."""
+    T, B = steps, batch
     torch.manual_seed(seed)
     net = make(core=core, dueling=True)
     rng = np.random.default_rng(seed)
@@ -227,7 +228,8 @@ def test_memoryless_q_values_ignore_the_state_and_restart_every_step() -> None:
 
 # ------------------------------------------------------------------------------------------------
 # a replay lines up with what acting saw, and misaligned starts are caught
-def _act_rollout(net: RecurrentQNetwork, T: int, B: int, seed: int = 0) -> dict[str, Any]:
+def _act_rollout(net: RecurrentQNetwork, steps: int, batch: int, seed: int = 0) -> dict[str, Any]:
+    T, B = steps, batch
     rng = np.random.default_rng(seed)
     clock = EpisodeClock(B)
     state = net.initial_state(B, clock)
@@ -279,7 +281,7 @@ def test_memoryless_replay_with_extra_starts_is_silent() -> None:
     torch.testing.assert_close(q.amax(-1).mean(-1), run["values"], atol=1e-5, rtol=1e-5)
 
 
-def test_a_live_state_is_checked_as_a_step_of_T() -> None:
+def test_a_live_state_is_checked_as_one_long_step() -> None:
     """q_values from a live state that missed a reset raises, as a tracked step does."""
     net = make()
     clock = EpisodeClock(2)
