@@ -94,6 +94,14 @@ def test_state_layout_follows_the_core(core: str, layers: int) -> None:
     assert (net.state_layers, net.hidden_size) == (layers, 8)
 
 
+def test_an_empty_encoder_feeds_the_features_to_the_core() -> None:
+    """hidden_sizes=() leaves the encoder empty: the core reads the observation features."""
+    net = make(hidden_sizes=(), activation="tanh")
+    assert len(net.encoder) == 0  # type: ignore[arg-type]
+    assert net.rnn.input_size == 3  # the tracked core reads through to nn.LSTM
+    assert net.act(torch.randn(2, 3), net.initial_state(2)).actions.shape == (2,)
+
+
 @pytest.mark.parametrize("action", ["discrete", "multidiscrete"])
 def test_dueling_is_value_plus_centred_advantage(action: str) -> None:
     """Q = V + A - mean(A over each head's valid actions), from the head's own layers."""
