@@ -470,7 +470,8 @@ def test_policy_follows_the_protocol_and_steps_a_vector_env() -> None:
 def test_public_names() -> None:
     """tether.nets exports exactly its public surface."""
     assert sorted(tether.nets.__all__) == ["ActionLayout", "ActionMaskError", "FactoredRecurrentActorCritic",
-                                           "MemorylessPolicy", "ObservationLayout", "ObservationNorm", "PolicyStep"]
+                                           "MemorylessPolicy", "ObservationLayout", "ObservationNorm", "PolicyStep",
+                                           "QActResult", "QValues", "RecurrentQNetwork"]
     assert isinstance(make().initial_state(1), RecurrentState)
 
 
