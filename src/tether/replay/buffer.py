@@ -11,12 +11,15 @@ the table, and a sequence whose first step the ring overwrites is evicted with i
 
 Memory (allocated once, at the first write; :attr:`SequenceReplay.nbytes` reports it)::
 
-    S * E * (2 * obs_bytes + action_bytes + mask_bytes + 4 + 4 + 8) + 8 * S      streams
-    (C + E * ceil(length / period)) * (layers * hidden * tensors * state_bytes + 48)  table
-    + 16 * 2**ceil(log2 C)                                                         sum tree
+    S * E * (2 * obs_bytes + action_bytes + mask_bytes + 4 + 4 + 8) + 8 * S     step streams
+    + C * (state_bytes + 57) + E * ceil(length / period) * (state_bytes + 32) + 8 * E   table
+    + 16 * 2 ** ceil(log2(C))                                                   sum tree
 
-(``2 * obs_bytes``: the observation and the truncation's final observation of each step; ``4``: the
-reward; ``4``: the terminated / truncated / valid / start flags; ``8``: the episode id.)
+with ``state_bytes = tensors * layers * hidden * element size`` (one row of the stored state).
+Per step: the observation and the truncation's final observation (``2 * obs_bytes``), the reward
+(4), the terminated / truncated / valid / start flags (4), the episode id (8); per position the
+tick (8). Per table slot: six int64 stamps, a live flag and the raw priority (57); per open slot
+four int64 stamps.
 """
 
 from __future__ import annotations
