@@ -13,12 +13,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
+from tests.rollout.helpers import CounterPolicy, make_vec
 
 from tether.clock import EpisodeClock
 from tether.replay import ReplayBatch, SequenceReplay
 from tether.rollout import RolloutCollector, Transition
-
-from tests.rollout.helpers import CounterPolicy, make_vec
 
 
 class Recorder:

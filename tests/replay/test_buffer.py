@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from tests.rollout.helpers import LSTMPolicy
 
 from tether.errors import CheckpointError, ConfigError
 from tether.replay import SequenceReplay
 from tether.rollout import RolloutSink
 
-from tests.rollout.helpers import LSTMPolicy
 from .helpers import assert_row_matches, collect, expected_sequences, live_sequences
 
 MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
@@ -107,7 +107,7 @@ def test_nbytes_follows_the_memory_formula() -> None:
     replay = SequenceReplay(10, 3, seq_len=4, burn_in=2, period=3)
     collect(replay, mode=MODES[0], specs=SPECS, num_steps=2, rounds=1)
     S, E, C = replay.ring_steps, 3, 10
-    assert S == math.ceil(C / E) * 3 + 6
+    assert math.ceil(C / E) * 3 + 6 == S
     obs_bytes, action_bytes, state_bytes = 2 * 4, 8, 1 * 1 * 1 * 4  # Box(2) float32, int64, GRU-like h
     streams = S * E * (2 * obs_bytes + action_bytes + 4 + 4 + 8) + 8 * S
     table = C * (state_bytes + 57) + E * replay.open_slots * (state_bytes + 32) + 8 * E
@@ -139,7 +139,7 @@ def _saved(replay: SequenceReplay) -> dict[str, object]:
 def test_state_dict_round_trip_samples_bit_identically(cut: bool) -> None:
     """Saved mid-stream (open sequences), loaded in a fresh buffer: same batches, same later writes."""
     replay = SequenceReplay(12, 3, seq_len=4, burn_in=2, period=3, cut_at_episode_end=cut)
-    rec, _ = collect(replay, mode=MODES[0], specs=SPECS, num_steps=10, rounds=2)
+    collect(replay, mode=MODES[0], specs=SPECS, num_steps=10, rounds=2)
     more, _ = collect(SequenceReplay(12, 3, seq_len=4, burn_in=2, period=3, cut_at_episode_end=cut),
                       mode=MODES[0], specs=SPECS, num_steps=30, rounds=1)
     replay.update_priorities(np.array([0, 3]), np.array([2.5, 0.1]))

@@ -91,7 +91,7 @@ def test_starts_zeroed() -> None:
     assert error.mistake == "all-zero"  # type: ignore[attr-defined]
     assert "they are all zero" in str(error)
     t, b = np.nonzero(batch.episode_starts[1:] & batch.mask[1:].numpy())
-    assert sorted(error.pairs) == sorted(zip(b.tolist(), batch.ticks[t + 1, b].tolist()))  # type: ignore[attr-defined]
+    assert sorted(error.pairs) == sorted(zip(b.tolist(), batch.ticks[t + 1, b].tolist(), strict=True))  # type: ignore[attr-defined]
 
 
 def test_spliced_from_two_episodes_without_a_start() -> None:
