@@ -15,6 +15,7 @@ from tests.rollout.helpers import LSTMPolicy
 from tether.errors import CheckpointError, ConfigError
 from tether.replay import SequenceReplay
 from tether.rollout import RolloutSink
+from tether.sequence import unroll
 
 from .helpers import assert_row_matches, collect, expected_sequences, live_sequences
 
@@ -205,3 +206,21 @@ def test_bad_use_is_one_value_error() -> None:
     assert replay.nbytes == 0
     with pytest.raises(ValueError, match="expected batch_size an int >= 1, got 0"):
         replay.sample(0, generator=generator)
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_batches_replay_through_unroll_in_strict_mode(cut: bool) -> None:
+    """The trainer's path: burn-in then the trained part, unrolled from the stored state, checks on."""
+    venv = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1", max_episode_steps=9)] * 2,
+                                    autoreset_mode=AutoresetMode.NEXT_STEP)
+    policy = LSTMPolicy(obs_dim=4)
+    replay = SequenceReplay(50, 2, seq_len=5, burn_in=3, period=4, cut_at_episode_end=cut)
+    collect(replay, mode=AutoresetMode.NEXT_STEP, specs=[], num_steps=12, rounds=2, policy=policy, venv=venv)
+    batch = replay.sample(8, generator=torch.Generator().manual_seed(0))
+    x = torch.tanh(policy.encoder(batch.obs))
+    with torch.no_grad():
+        _, state = unroll(policy.core, x[:3], batch.episode_starts[:3], batch.initial_state)
+    y, _ = unroll(policy.core, x[3:], batch.episode_starts[3:], state)
+    whole, _ = unroll(policy.core, x, batch.episode_starts, batch.initial_state)
+    torch.testing.assert_close(y, whole[3:])
+    venv.close()

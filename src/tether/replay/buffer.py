@@ -37,10 +37,10 @@ from tether.replay.batch import History, ReplayBatch
 from tether.replay.checks import check_host
 from tether.replay.history import episode_history
 from tether.replay.priorities import Priorities
+from tether.replay.sampling import gather_batch
 from tether.replay.storage import StepStreams
 from tether.replay.table import SequenceTable
 from tether.replay.writing import WriteCheck
-from tether.state import RecurrentState
 
 __all__ = ["SequenceReplay"]
 
@@ -271,57 +271,14 @@ class SequenceReplay:
                              f" at least {self.length} steps (burn_in + seq_len) first")
         slots = self.priorities.sample(int(batch_size), generator)
         weights = self.priorities.weights(slots, len(self), self.importance_exponent)
-        batch, mask = self._gather(slots, weights, torch.device(device) if device else self.device)
+        assert self._streams is not None
+        assert self._table is not None
+        batch, mask = gather_batch(self._streams, self._table, slots, weights, clock=self._clock,
+                                   length=self.length, burn_in=self.burn_in,
+                                   device=torch.device(device) if device else self.device)
         if get_mode() != "off":
             check_host(batch, mask)
         return batch
-
-    def _gather(self, slots: np.ndarray, weights: np.ndarray,
-                device: torch.device) -> tuple[ReplayBatch, np.ndarray]:
-        streams, table = self._streams, self._table
-        assert streams is not None
-        assert table is not None
-        T, B = self.length, slots.size
-        env, start, length = table.ints["env"][slots], table.ints["start"][slots], table.ints["length"][slots]
-        t = np.arange(T)[:, None]
-        mask = t < length[None, :]
-        positions = (start[None, :] + np.minimum(t, length[None, :] - 1)) % self.ring_steps  # [T, B]
-        envs = np.broadcast_to(env[None, :], (T, B))
-        index = streams.flat_index(positions, envs, device)
-        truncated = streams.truncated[positions, envs] & mask
-        trunc_steps = np.argwhere(truncated).astype(np.int64)  # [M, 2] (t, b), time-major
-        trunc_index = index.view(T, B)[torch.from_numpy(trunc_steps[:, 0]),
-                                       torch.from_numpy(trunc_steps[:, 1])]
-
-        def host(array: np.ndarray, fill: Any) -> np.ndarray:
-            picked: np.ndarray = np.where(mask, array[positions, envs], fill)
-            return picked
-
-        def dev(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).to(device, non_blocking=True)
-
-        ticks = np.where(mask, streams.ticks[positions], -1)
-        slots_dev = torch.from_numpy(slots).to(table.states[0].device)
-        state = tuple(x.index_select(0, slots_dev).transpose(0, 1).contiguous().to(device)
-                      for x in table.states)
-        ro = _readonly
-        initial = RecurrentState(tensors=state, clock=self._clock,
-                                 episode_ids=ro(table.ints["episode_id"][slots]), env_rows=ro(env),
-                                 row_ticks=ro(table.ints["tick"][slots]), is_snapshot=True)
-        masks = streams.action_masks
-        batch = ReplayBatch(
-            obs=streams.gather(streams.obs, index, (T, B), device),
-            actions=streams.gather(streams.actions, index, (T, B), device),
-            rewards=dev(host(streams.rewards, np.float32(0))),
-            terminated=dev(host(streams.terminated, False)),
-            truncated=dev(truncated), valid=dev(host(streams.valid, False)), mask=dev(mask),
-            episode_starts=host(streams.episode_starts, True), initial_state=initial,
-            episode_ids=host(streams.episode_ids, -1), ticks=ticks, truncation_steps=trunc_steps,
-            final_obs=streams.gather(streams.final_obs, trunc_index, (trunc_steps.shape[0],), device),
-            action_masks=None if masks is None else streams.gather(masks, index, (T, B), device),
-            versions=table.ints["version"][slots], indices=slots,
-            weights=dev(weights.astype(np.float32)), burn_in=self.burn_in)
-        return batch, mask
 
     def update_priorities(self, indices: np.ndarray, priorities: np.ndarray | torch.Tensor) -> None:
         """Set the priorities of sampled sequences (``batch.indices``), e.g. R2D2's η-mix of |TD|.
@@ -411,8 +368,3 @@ class SequenceReplay:
         self._since = data["since"].numpy().astype(np.int64, copy=True)
         self.policy_version = int(data["policy_version"])
 
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    out = np.array(array, dtype=np.int64, copy=True)
-    out.setflags(write=False)
-    return out
