@@ -14,6 +14,7 @@ from tests.rollout.helpers import LSTMPolicy
 
 from tether.errors import CheckpointError, ConfigError
 from tether.replay import SequenceReplay
+from tether.replay.table import SequenceTable
 from tether.rollout import RolloutSink
 from tether.sequence import unroll
 
@@ -224,3 +225,21 @@ def test_batches_replay_through_unroll_in_strict_mode(cut: bool) -> None:
     whole, _ = unroll(policy.core, x, batch.episode_starts, batch.initial_state)
     torch.testing.assert_close(y, whole[3:])
     venv.close()
+
+
+def test_a_sequence_whose_first_step_the_ring_overwrites_is_evicted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bursts of cut sequences can outlive the ring: such a sequence goes with its step, never sampled."""
+    evicted: list[int] = []
+    original = SequenceTable.evict_older
+
+    def spy(self: SequenceTable, first_kept: int) -> np.ndarray:
+        gone = original(self, first_kept)
+        evicted.extend(gone.tolist())
+        return gone
+
+    monkeypatch.setattr(SequenceTable, "evict_older", spy)
+    replay = SequenceReplay(2, 2, seq_len=3, burn_in=2, period=1, cut_at_episode_end=True)
+    specs = [{"length": 2, "ending": "truncate"}, {"length": 9, "ending": "truncate"}]
+    rec, _ = collect(replay, mode=AutoresetMode.NEXT_STEP, specs=specs, num_steps=10, rounds=3)
+    assert evicted  # the ring did overwrite a live sequence's first step
+    _check_against_stream(replay, rec)
