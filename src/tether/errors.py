@@ -131,7 +131,8 @@ class LifecycleError(TetherError):
     Attributes:
         kind: a short machine-readable name of the misuse (``"stale-episode"``, ``"stale-tick"``,
             ``"copied-state"``, ``"graph-window"``, ``"graph-limit"``, ``"graph-stored"``,
-            ``"spent-state"``, ``"replay-starts"``, ``"replay-after-rollout"``, ``"mismatch"``).
+            ``"spent-state"``, ``"replay-starts"``, ``"replay-after-rollout"``, ``"replay-state-tick"``,
+            ``"replay-state-episode"``, ``"replay-splice"``, ``"mismatch"``).
         fix: the one-line fix, also the last line of the message.
     """
 
@@ -183,12 +184,18 @@ class ReplayAlignmentError(LifecycleError, RuntimeError):
     rollout instead of before it), or with ``episode_starts`` that miss episode starts the clock
     recorded (all zeros, or shifted by a step): the replay would carry memory across an episode
     boundary, or start from the wrong state, and train on hidden states collection never had.
+    A sequence replay (:func:`tether.replay.check_sequences`) raises it too, against the stamps
+    it stores: ``"replay-state-tick"`` (a state stored a step late or early: ``off_by``),
+    ``"replay-state-episode"``, ``"replay-starts"`` and ``"replay-splice"`` (ticks that jump, or
+    an episode id that changes with no start); there ``rows`` are batch rows and ``env_rows`` and
+    ``pairs`` ``(batch row, tick)`` say where.
 
     Attributes:
         rows: env rows at fault. ticks: the ticks at fault (for ``"replay-starts"``).
         pairs: ``(row, tick)`` of each missed start (for ``"replay-starts"``).
         mistake: which it looks like (for ``"replay-starts"``): ``"all-zero"``, ``"shifted+1"``
-            (one step late), ``"shifted-1"`` (one step early) or ``"missing"``.
+            (one step late), ``"shifted-1"`` (one step early), ``"missing"`` or (a replay
+            buffer's) ``"extra"``.
         snapshot_ticks / clock_tick: the snapshot's tick per row and the clock's now.
     """
 

@@ -9,11 +9,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.vector import AutoresetMode
-from tests.rollout.helpers import LSTMPolicy
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from tests.rollout.helpers import DictCountingEnv, LSTMPolicy
 
 from tether.errors import CheckpointError, ConfigError
+from tether.nets import FactoredRecurrentActorCritic
 from tether.replay import SequenceReplay
+from tether.replay.table import SequenceTable
 from tether.rollout import RolloutSink
 from tether.sequence import unroll
 
@@ -223,4 +225,46 @@ def test_batches_replay_through_unroll_in_strict_mode(cut: bool) -> None:
     y, _ = unroll(policy.core, x[3:], batch.episode_starts[3:], state)
     whole, _ = unroll(policy.core, x, batch.episode_starts, batch.initial_state)
     torch.testing.assert_close(y, whole[3:])
+    venv.close()
+
+
+def test_a_sequence_whose_first_step_the_ring_overwrites_is_evicted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bursts of cut sequences can outlive the ring: such a sequence goes with its step, never sampled."""
+    evicted: list[int] = []
+    original = SequenceTable.evict_older
+
+    def spy(self: SequenceTable, first_kept: int) -> np.ndarray:
+        gone = original(self, first_kept)
+        evicted.extend(gone.tolist())
+        return gone
+
+    monkeypatch.setattr(SequenceTable, "evict_older", spy)
+    replay = SequenceReplay(2, 2, seq_len=3, burn_in=2, period=1, cut_at_episode_end=True)
+    specs = [{"length": 2, "ending": "truncate"}, {"length": 9, "ending": "truncate"}]
+    rec, _ = collect(replay, mode=AutoresetMode.NEXT_STEP, specs=specs, num_steps=10, rounds=3)
+    assert evicted  # the ring did overwrite a live sequence's first step
+    _check_against_stream(replay, rec)
+
+
+def test_dict_observations_and_action_masks_are_kept() -> None:
+    """A Dict observation comes back as a dict of [T, B, ...]; action masks as the collector had them."""
+    venv = SyncVectorEnv([lambda: DictCountingEnv(length=3, masks=True)] * 2,
+                         autoreset_mode=AutoresetMode.SAME_STEP)
+    policy = FactoredRecurrentActorCritic(venv.single_observation_space, venv.single_action_space)
+    replay = SequenceReplay(20, 2, seq_len=4, period=2)
+    rec, _ = collect(replay, mode=AutoresetMode.SAME_STEP, specs=[], num_steps=9, rounds=1, policy=policy,
+                     venv=venv)
+    batch = replay.sample(6, generator=torch.Generator().manual_seed(0))
+    assert isinstance(batch.obs, dict)
+    assert batch.action_masks is not None
+    ticks = rec.ticks()
+    for b in range(6):
+        e, first = int(batch.initial_state.rows()[b]), int(np.flatnonzero(ticks == batch.ticks[0, b])[0])
+        steps = rec.steps[first:first + 4]
+        for key in ("pos", "flag"):
+            torch.testing.assert_close(batch.obs[key][:, b], torch.stack([s.obs[key][e] for s in steps]))
+        torch.testing.assert_close(batch.action_masks[:, b],
+                                   torch.stack([s.action_masks[e] for s in steps]))  # type: ignore[index]
+        # CountingEnv's mask allows only action (step % 2)
+        assert bool(batch.action_masks[torch.arange(4), b, batch.obs["pos"][:, b, 1].long() % 2].all())
     venv.close()

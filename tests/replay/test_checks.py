@@ -160,7 +160,7 @@ def _setups(draw: st.DrawFn) -> dict[str, object]:
             "num_steps": draw(st.integers(1, 9)), "rounds": draw(st.integers(1, 3))}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(setup=_setups())
 def test_a_correct_buffer_is_silent_and_matches_the_stream(setup: dict[str, object]) -> None:
     """Random episodes, modes and settings: strict sampling never raises; every row equals the stream."""

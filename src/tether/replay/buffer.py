@@ -5,9 +5,12 @@ which overlapping sequences share their steps, and a table of sequences
 (:class:`~tether.replay.table.SequenceTable`): env, first step, valid length, policy version, and
 the stored start state with its stamps. Sequences start every ``period`` steps of an env's stream
 (and, with ``cut_at_episode_end``, at every episode start, the sequence before it being cut
-there and padded). Capacity is in complete sequences; the ring holds
-``S = ceil(capacity / num_envs) * period + length`` steps per env, enough for every sequence in
-the table, and a sequence whose first step the ring overwrites is evicted with it.
+there and padded; a cut sequence's last step is the one before the next episode's first, so in
+next-step autoreset mode it ends on the invalid autoreset step). Capacity is in complete
+sequences; the ring holds ``S = (ceil(capacity / num_envs) + cut) * period + length`` steps per env
+(``cut`` is 1 with ``cut_at_episode_end``, whose sequences complete in bursts), enough for every
+sequence in the table when they complete at the uncut rate; a sequence whose first step the ring
+overwrites all the same is evicted with it (never sampled).
 
 Memory (allocated once, at the first write; :attr:`SequenceReplay.nbytes` reports it)::
 
@@ -117,7 +120,9 @@ class SequenceReplay:
         self.importance_exponent = float(importance_exponent)
         self.device = torch.device(device)
         self.policy_version = 0
-        self.ring_steps = math.ceil(self.capacity / self.num_envs) * self.period + self.length
+        # Cut sequences complete in bursts (at episode ends): one period more keeps them in the ring.
+        rounds = math.ceil(self.capacity / self.num_envs) + int(self.cut_at_episode_end)
+        self.ring_steps = rounds * self.period + self.length
         self.open_slots = math.ceil(self.length / self.period)
         self.priorities = Priorities(self.capacity, float(priority_exponent), self.prioritized)
         self._clock: EpisodeClock | None = None
