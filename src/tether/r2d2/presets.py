@@ -21,4 +21,4 @@ PRESETS: dict[str, dict[str, Any]] = {
                "learning_starts": 2_000, "collect_steps": 8, "updates_per_collect": 1,
                "target_update_every": 100, "epsilon_decay": 0.3},
 }
-"""The preset settings by name; :meth:`R2D2Config.from_preset <tether.r2d2.R2D2Config.from_preset>` applies them."""
+"""The preset settings by name; ``R2D2Config.from_preset`` applies them."""
