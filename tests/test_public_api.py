@@ -15,7 +15,7 @@ import tether
 PUBLIC = {
     "EpisodeClock", "FactoredRecurrentActorCritic", "GraphLeakError", "LifecycleError", "LifecycleWarning",
     "ObservationError",
-    "PPOConfig", "RecurrentPPO", "RecurrentState", "ReplayAlignmentError", "StaleStateError", "StateMismatchError", "StateSpec",
+    "PPOConfig", "R2D2", "R2D2Config", "RecurrentPPO", "RecurrentState", "ReplayAlignmentError", "StaleStateError", "StateMismatchError", "StateSpec",
     "TetherError", "TrackedRNN", "__version__", "get_mode", "mode", "set_mode", "track",
 }
 
@@ -35,6 +35,8 @@ PACKAGES = {
                     "ObservationLayout", "ObservationNorm", "PolicyStep", "QActResult", "QValues",
                     "RecurrentQNetwork"},
     "tether.ppo": {"PPOConfig", "PPOLoss", "PRESETS", "RecurrentPPO", "ppo_loss"},
+    "tether.r2d2": {"PRESETS", "R2D2", "R2D2Config"},
+    "tether.replay": {"History", "ReplayBatch", "SequenceReplay", "check_sequences"},
     "tether.policy": {"ActResult", "EvalResult", "ExportablePolicy", "RecurrentPolicy"},
     "tether.rollout": {"RecurrentRolloutBuffer", "RolloutCollector", "RolloutSink", "RolloutStorage",
                        "SequenceMinibatch", "TrackedVectorEnv", "Transition", "VecStep", "compute_gae"},
@@ -43,6 +45,7 @@ PACKAGES = {
     "tether.state": {"RecurrentState"},
     "tether.testing": {"assert_memory_flat", "assert_no_graph_leak", "graph_size", "rss_bytes"},
     "tether.train": {"EnvConfig", "EvalSummary", "MetricsLogger", "NetworkConfig", "Run", "RunConfig", "RunFolder",
+                     "TrainerSettings",
                      "evaluate_policy", "load_checkpoint", "plot_runs", "read_metrics", "save_checkpoint"},
     "tether.tracking": {"DEFAULT_MAX_GRAPH_STEPS", "GRAPH_BYTES_PER_STATE_BYTE", "StateSpec", "TrackedRNN", "track"},
     "tether.export": {"ExportError", "ExportResult", "ExportedFileError", "ExportedInputError", "ExportedPolicy",

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from tether.clock import EpisodeClock
     from tether.nets import FactoredRecurrentActorCritic
     from tether.ppo import PPOConfig, RecurrentPPO
+    from tether.r2d2 import R2D2, R2D2Config
     from tether.state import RecurrentState
     from tether.tracking import StateSpec, TrackedRNN, track
 
@@ -44,6 +45,8 @@ __all__ = [
     "LifecycleWarning",
     "ObservationError",
     "PPOConfig",
+    "R2D2",
+    "R2D2Config",
     "RecurrentPPO",
     "RecurrentState",
     "ReplayAlignmentError",
@@ -69,6 +72,8 @@ _LAZY = {
     "FactoredRecurrentActorCritic": "tether.nets",
     "PPOConfig": "tether.ppo",
     "RecurrentPPO": "tether.ppo",
+    "R2D2": "tether.r2d2",
+    "R2D2Config": "tether.r2d2",
 }
 
 

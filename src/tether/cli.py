@@ -56,12 +56,14 @@ class Algorithm:
         trainer: ``"module:Class"`` of the trainer (imported when used, so ``--help`` stays fast);
             it takes the config and has ``train`` / ``evaluate`` / ``load`` / ``resume`` / ``close``.
         help: one line for ``--help``.
+        multi_process: whether it trains on several processes (``--nproc`` / torchrun).
     """
 
     config: Any
     presets: dict[str, dict[str, Any]]
     trainer: str
     help: str
+    multi_process: bool = True
 
     def trainer_class(self) -> Any:
         """The trainer class (imported here)."""
@@ -73,7 +75,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(config=PPOConfig, presets=PRESETS, trainer="tether.ppo:RecurrentPPO",
                      help="recurrent PPO (on-policy, clipped objective)"),
     "r2d2": Algorithm(config=R2D2Config, presets=R2D2_PRESETS, trainer="tether.r2d2:R2D2",
-                      help="R2D2 (recurrent off-policy Q-learning from a sequence replay; discrete actions)"),
+                      help="R2D2 (recurrent off-policy Q-learning from a sequence replay; discrete actions)",
+                      multi_process=False),
 }
 """The trainers of ``tether train --algo``: a second algorithm is one more entry."""
 
@@ -252,6 +255,8 @@ def _check_launch(args: argparse.Namespace) -> None:
     algo = ALGORITHMS[args.algo]
     if args.nproc < 1:
         raise ConfigError(f"--nproc: expected 1 or more processes, got {args.nproc}")
+    if not algo.multi_process:
+        raise ConfigError(f"--nproc {args.nproc}: --algo {args.algo} trains on one process; drop --nproc")
     overrides = _overrides(args)
     if args.resume is not None:
         source = args.resume / "checkpoint.pt" if args.resume.is_dir() else args.resume

@@ -62,7 +62,7 @@ def test_help_groups_the_flags_by_concern(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "--algo {ppo}" in out
+    assert "--algo {ppo,r2d2}" in out
     for section, flag in (("env", "--env-id"), ("network", "--hidden-size"), ("run", "--total-steps"),
                           ("ppo", "--learning-rate")):
         head = out.index(f"{section} settings (defaults shown")

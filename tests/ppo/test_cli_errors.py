@@ -213,7 +213,7 @@ def test_plot_of_unplottable_runs_is_one_line(run: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize(("algo", "message"), [
-    ("r2d3", r"a run of the algorithm 'r2d3', which this tether does not know \(it knows ppo\)"),
+    ("r2d3", r"a run of the algorithm 'r2d3', which this tether does not know \(it knows ppo, r2d2\)"),
     (None, None),  # a checkpoint written before the algo key: PPO's
 ])
 def test_eval_picks_the_trainer_of_the_checkpoints_algo(algo: str | None, message: str | None, run: Path,

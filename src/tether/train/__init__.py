@@ -24,7 +24,7 @@ from tether._extras import require
 require("gymnasium", "tether.train")
 
 from tether.train.checkpoint import load_checkpoint, save_checkpoint
-from tether.train.config import EnvConfig, NetworkConfig, RunConfig
+from tether.train.config import EnvConfig, NetworkConfig, RunConfig, TrainerSettings
 from tether.train.evaluation import EvalSummary, evaluate_policy
 from tether.train.metrics import MetricsLogger, read_metrics
 from tether.train.plotting import plot_runs
@@ -39,6 +39,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunFolder",
+    "TrainerSettings",
     "evaluate_policy",
     "load_checkpoint",
     "plot_runs",
