@@ -63,7 +63,8 @@ class R2D2Config(TrainerSettings, RunConfig, NetworkConfig, EnvConfig):
     # the learner
     batch_size: int = _r2d2(32, "sequences per learner update", check=(">", 0))
     learning_rate: float = _r2d2(1e-3, "Adam learning rate", check=(">", 0))
-    adam_eps: float = _r2d2(1e-3, "Adam epsilon", check=(">", 0))
+    adam_eps: float = _r2d2(1e-5, "Adam epsilon (the paper's 1e-3 stalls the small gradients of small tasks)",
+                            check=(">", 0))
     gamma: float = _r2d2(0.99, "discount factor", check=("[0,1]", 0))
     n_step: int = _r2d2(5, "steps of the n-step return", check=(">", 0))
     double_q: bool = _r2d2(True, "double Q: the online net picks the bootstrap action, the target rates it")
