@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "R2D2",
     "EpisodeClock",
     "FactoredRecurrentActorCritic",
     "GraphLeakError",
@@ -45,7 +46,6 @@ __all__ = [
     "LifecycleWarning",
     "ObservationError",
     "PPOConfig",
-    "R2D2",
     "R2D2Config",
     "RecurrentPPO",
     "RecurrentState",
