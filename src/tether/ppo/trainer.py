@@ -51,11 +51,9 @@ from tether.rollout import RecurrentRolloutBuffer, SequenceMinibatch
 from tether.train import Run
 from tether.train.evaluation import EvalSummary
 from tether.train.metrics import check_update_finite
+from tether.train.run import check_resumable, load_trainer
 
 __all__ = ["RecurrentPPO"]
-
-# What `resume` may change: everything else would make it another run.
-_RESUMABLE = frozenset({"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"})
 
 
 def _has_discrete(space: gym.Space[Any]) -> bool:
@@ -329,19 +327,8 @@ class RecurrentPPO:
             CheckpointError: for a corrupt or foreign file, or a network that does not fit.
             ConfigError: for an unknown override or a checkpoint whose settings are not valid.
         """
-        source, data = Run.read(path, "ppo")
-        settings = {**data["config"], "run_dir": str(source.parent), **overrides}
-        config = PPOConfig.from_dict(settings, source=str(source))
-        Run.check_imports(source, config, [*allow_imports, *overrides.get("env_imports", [])])
-        Run.check_ranks(source, data, config.device)
-        trainer = cls(config, progress=progress)
-        trainer.run.resumed_from = source.parent
-        try:
-            trainer.run.restore(data, source)
-        except BaseException:
-            trainer.close()
-            raise
-        return trainer
+        return load_trainer(cls, PPOConfig, path, progress=progress, allow_imports=allow_imports,
+                            overrides=overrides)
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, allow_imports: Sequence[str] = (),
@@ -357,10 +344,7 @@ class RecurrentPPO:
                 (only ``total_steps``, ``progress``, ``checkpoint_every``, ``eval_episodes`` and
                 ``mode`` may change).
         """
-        changed = sorted(set(overrides) - _RESUMABLE)
-        if changed:
-            raise ConfigError(
-                f"resume: the settings {changed} cannot change mid-run (only {sorted(_RESUMABLE)})")
+        check_resumable(overrides)
         return cls.load(run_dir, allow_imports=allow_imports, **overrides)
 
     def close(self) -> None:

@@ -40,11 +40,9 @@ from tether.replay import ReplayBatch, SequenceReplay
 from tether.train import Run
 from tether.train.evaluation import EvalSummary
 from tether.train.metrics import check_update_finite
+from tether.train.run import check_resumable, load_trainer
 
 __all__ = ["R2D2"]
-
-# What `resume` may change: everything else would make it another run.
-_RESUMABLE = frozenset({"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"})
 
 
 class R2D2:
@@ -244,24 +242,16 @@ class R2D2:
             CheckpointError: for a corrupt or foreign file, or a network that does not fit.
             ConfigError: for an unknown override or a checkpoint whose settings are not valid.
         """
-        source, data = Run.read(path, "r2d2")
-        settings = {**data["config"], "run_dir": str(source.parent), **overrides}
-        config = R2D2Config.from_dict(settings, source=str(source))
-        Run.check_imports(source, config, [*allow_imports, *overrides.get("env_imports", [])])
-        Run.check_ranks(source, data, config.device)
-        trainer = cls(config, progress=progress)
-        trainer.run.resumed_from = source.parent
-        try:
-            trainer.run.restore(data, source)
-            trainer.target.load_state_dict(data["target"])
-            trainer.iteration = int(data["iteration"])
-            trainer._pending = _Pending.from_state_dict(data["pending"])
-            if data.get("replay") is not None:
-                trainer.replay.load_state_dict(data["replay"])
-        except BaseException:
-            trainer.close()
-            raise
-        return trainer
+        return load_trainer(cls, R2D2Config, path, progress=progress, allow_imports=allow_imports,
+                            overrides=overrides, restore=cls._restore_own)
+
+    def _restore_own(self, data: dict[str, Any]) -> None:
+        """Restore what a checkpoint holds of R2D2's own: the target network, counters, the replay."""
+        self.target.load_state_dict(data["target"])
+        self.iteration = int(data["iteration"])
+        self._pending = _Pending.from_state_dict(data["pending"])
+        if data.get("replay") is not None:
+            self.replay.load_state_dict(data["replay"])
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, allow_imports: Sequence[str] = (), **overrides: Any) -> R2D2:
@@ -270,10 +260,7 @@ class R2D2:
         Raises:
             ConfigError: when an override changes a setting that would make it a different run.
         """
-        changed = sorted(set(overrides) - _RESUMABLE)
-        if changed:
-            raise ConfigError(f"resume: the settings {changed} cannot change mid-run"
-                              f" (only {sorted(_RESUMABLE)})")
+        check_resumable(overrides)
         return cls.load(run_dir, allow_imports=allow_imports, **overrides)
 
     def close(self) -> None:

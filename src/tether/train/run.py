@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -37,9 +37,11 @@ from tether.train.resume import layout_mismatch, rank_state, restore_rank_state,
 from tether.train.rng import seed_everything
 from tether.train.run_folder import RunFolder, claim_run_folder
 
-__all__ = ["CHECKPOINT_KEYS", "Run"]
+__all__ = ["CHECKPOINT_KEYS", "RESUMABLE", "Run", "check_resumable", "load_trainer"]
 
 CHECKPOINT_KEYS = ("config", "policy", "optimizer", "update", "steps", "elapsed", "rng", "collector", "envs")
+#: What a resumed run may change: everything else would make it another run.
+RESUMABLE = frozenset({"total_steps", "progress", "checkpoint_every", "eval_episodes", "mode"})
 
 
 def _first_line(err: BaseException) -> str:
@@ -275,3 +277,66 @@ class Run:
         if self._folder is not None:
             self._folder.release()
         self.collector.venv.close()
+
+
+class _Trainer(Protocol):
+    run: Run
+
+    def close(self) -> None: ...
+
+
+_T = TypeVar("_T", bound=_Trainer)
+
+
+def load_trainer(trainer: Callable[..., _T], settings: Any, path: str | Path, *, progress: bool | None,
+                 allow_imports: Sequence[str], overrides: dict[str, Any],
+                 restore: Callable[[_T, dict[str, Any]], None] | None = None) -> _T:
+    """A trainer rebuilt from a checkpoint file (or a run folder holding ``checkpoint.pt``).
+
+    What every trainer's ``load`` does: read the file for the settings class's ``ALGO``, rebuild
+    the settings (``overrides`` win; the run folder is where the file now is), refuse imports the
+    checkpoint alone names and another number of ranks, build the trainer, restore the shared
+    half, then the trainer's own entries (``restore(trainer, data)``); on any failure the trainer
+    is closed.
+
+    Args:
+        trainer: the trainer class (called as ``trainer(config, progress=progress)``).
+        settings: its settings class (``ALGO``, ``from_dict``).
+        path: the checkpoint, or its run folder.
+        progress: override the progress bar setting.
+        allow_imports: modules the checkpoint's env may import.
+        overrides: settings to change.
+        restore: restores the trainer's own checkpoint entries.
+
+    Raises:
+        FileNotFoundError: when there is no checkpoint there.
+        CheckpointError: for a corrupt or foreign file, or a network that does not fit.
+        ConfigError: for an unknown override, invalid saved settings, a refused import or another
+            number of ranks.
+    """
+    source, data = Run.read(path, settings.ALGO)
+    config = settings.from_dict({**data["config"], "run_dir": str(source.parent), **overrides},
+                                source=str(source))
+    Run.check_imports(source, config, [*allow_imports, *overrides.get("env_imports", [])])
+    Run.check_ranks(source, data, config.device)
+    built = trainer(config, progress=progress)
+    built.run.resumed_from = source.parent
+    try:
+        built.run.restore(data, source)
+        if restore is not None:
+            restore(built, data)
+    except BaseException:
+        built.close()
+        raise
+    return built
+
+
+def check_resumable(overrides: dict[str, Any]) -> None:
+    """Refuse overrides a resumed run cannot take (only :data:`RESUMABLE` settings may change).
+
+    Raises:
+        ConfigError: naming the settings and those that may change.
+    """
+    changed = sorted(set(overrides) - RESUMABLE)
+    if changed:
+        raise ConfigError(f"resume: the settings {changed} cannot change mid-run (only {sorted(RESUMABLE)})")
