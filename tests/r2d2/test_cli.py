@@ -30,6 +30,10 @@ def test_train_then_eval_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert json.loads(capsys.readouterr().out)["episodes"] == 3
     assert main(["plot", str(run), "--keys", "staleness/*", "loss"]) == 0
     assert (run / "keys.png").is_file()
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "pt2", "--out", str(tmp_path / "q.pt2")]) == 2
+    assert "RecurrentQNetwork has no export_step()" in capsys.readouterr().err
+    assert not (tmp_path / "q.pt2").exists()
 
 
 def test_toml_tables_and_resume_with_the_replay(tmp_path: Path) -> None:

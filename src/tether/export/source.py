@@ -105,10 +105,10 @@ def load_run(path: str | Path, *, allow_imports: Sequence[str] = ()) -> RunSourc
     trainer_class = _algorithm(load_checkpoint(source), source).trainer_class()
     trainer = trainer_class.load(source, progress=False, allow_imports=allow_imports)
     try:
-        wrapper = obs_normalizer(trainer.venv)
+        wrapper = obs_normalizer(trainer.run.venv)
         norm = None if wrapper is None else ObservationNorm.from_wrapper(wrapper)
         # the normaliser reports an unbounded space; the graph takes the env's own observations
-        raw = (trainer.venv if wrapper is None else wrapper.env).single_observation_space
+        raw = (trainer.run.venv if wrapper is None else wrapper.env).single_observation_space
         policy = trainer.policy.cpu().eval()
         settings = trainer.config
     finally:
