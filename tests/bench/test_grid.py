@@ -72,7 +72,7 @@ def test_a_variant_may_name_its_trainer() -> None:
     assert cells["recall/r2d2/seed1"].algo == "r2d2"
     assert cells["recall/lstm/seed1"].algo == "ppo"
     command = default_command(cells["cartpole/r2d2/seed0"], Path("cell.toml"), Path("run"))
-    assert command[-4:] == ["--algo", "r2d2", "--preset", "cartpole"]
+    assert command[-2:] == ["--algo", "r2d2"]
     assert "--algo" not in default_command(cells["cartpole/lstm/seed0"], Path("cell.toml"), Path("run"))
     grid = parse_grid(_with(algo="r2d2", settings={"total_steps": 400, "n_step": 2}))
     assert {c.algo for c in grid.cells()} == {"r2d2"}

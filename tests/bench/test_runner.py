@@ -59,11 +59,14 @@ def test_jobs_run_cells_at_the_same_time(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_cell_toml_holds_settings_run_dir_and_no_progress(tmp_path: Path, small_grid: Grid) -> None:
-    """The trainer gets the cell's settings in TOML, its run folder, and no progress bar."""
+    """The trainer gets the preset's settings then the cell's in TOML, its run folder, and no progress bar."""
+    from tether.ppo import PRESETS  # noqa: PLC0415
+
     run_grid(small_grid, tmp_path, jobs=1, command=stub_command, echo=None)
     cell_dir = tmp_path / "cartpole__gru__seed1"
     written = tomllib.loads((cell_dir / "cell.toml").read_text(encoding="utf-8"))
-    assert written == {"total_steps": 400, "core": "gru", "seed": 1, "run_dir": "run", "progress": False}
+    assert written == {**PRESETS["cartpole"], "total_steps": 400, "core": "gru", "seed": 1, "run_dir": "run",
+                       "progress": False}
 
 
 def test_done_cells_are_skipped(tmp_path: Path, small_grid: Grid) -> None:
@@ -148,12 +151,40 @@ def test_git_state_outside_a_checkout(tmp_path: Path) -> None:
 
 
 def test_default_command_runs_the_tether_cli(tmp_path: Path, small_grid: Grid) -> None:
-    """The default command is ``python -m tether.cli train --config ... --run-dir ... [--preset]``."""
-    cartpole, recall = small_grid.cells()[0], small_grid.cells()[2]
+    """The default command is ``python -m tether.cli train --config cell.toml --run-dir ...``, no preset flag."""
+    cartpole = small_grid.cells()[0]
     argv = default_command(cartpole, tmp_path / "cell.toml", tmp_path / "run")
     assert argv == [sys.executable, "-m", "tether.cli", "train", "--config", str(tmp_path / "cell.toml"),
-                    "--run-dir", str(tmp_path / "run"), "--preset", "cartpole"]
-    assert "--preset" not in default_command(recall, tmp_path / "cell.toml", tmp_path / "run")
+                    "--run-dir", str(tmp_path / "run")]
+
+
+def test_a_cells_settings_win_over_its_preset(tmp_path: Path) -> None:
+    """cell.toml holds the preset's settings and then the grid's, so a variant that changes a preset
+    value trains with its own, through the real command line; only such cells change fingerprints."""
+    from tether.bench.grid import parse_grid  # noqa: PLC0415
+    from tether.cli import ALGORITHMS, _build_parser, _overrides, _settings  # noqa: PLC0415
+
+    data = {"seeds": [0], "tasks": {"cartpole": {"preset": "cartpole", "bar": 1}},
+            "variants": {"same": {}, "lr": {"settings": {"learning_rate": 0.0123}}}}
+    cells = {c.variant.name: c for c in parse_grid(data).cells()}
+    same, changed = cells["same"], cells["lr"]
+    assert same.resolved_settings()["learning_rate"] == 2e-3  # the preset's
+    assert changed.resolved_settings()["learning_rate"] == 0.0123
+    assert changed.resolved_settings()["reward_scale"] == 0.01  # the rest of the preset stays
+    path = tmp_path / "cell.toml"
+    write_toml(path, {**changed.resolved_settings(), "run_dir": "run", "progress": False})
+    args = _build_parser("ppo").parse_args(default_command(changed, path, tmp_path / "run")[3:])
+    config = _settings(ALGORITHMS["ppo"], args, _overrides(args))
+    assert (config.learning_rate, config.reward_scale, config.env_id) == (0.0123, 0.01, "tether/CartPole-NoVel-v0")
+    # a fingerprint hashes the preset values a cell overrides: such cells' old results were wrong
+    plain = {"preset": "cartpole", "settings": changed.settings(), "baseline": None}
+    import hashlib  # noqa: PLC0415
+    import json as json_  # noqa: PLC0415
+
+    old = hashlib.sha256(json_.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+    assert changed.fingerprint() != old
+    plain_same = {"preset": "cartpole", "settings": same.settings(), "baseline": None}
+    assert same.fingerprint() == hashlib.sha256(json_.dumps(plain_same, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def test_sb3_variant_refused_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,11 +118,35 @@ class Cell:
         """The settings the trainer gets on top of the task's preset (``seed`` included)."""
         return {**self.grid_settings, **self.task.settings, **self.variant.settings, "seed": self.seed}
 
+    def preset_settings(self) -> dict[str, Any]:
+        """The settings of the task's preset for the cell's trainer (none without a preset)."""
+        if self.task.preset is None:
+            return {}
+        from tether.cli import ALGORITHMS  # noqa: PLC0415 (the trainers' presets, on demand)
+
+        return dict(ALGORITHMS[self.algo].presets[self.task.preset])
+
+    def resolved_settings(self) -> dict[str, Any]:
+        """Everything the cell's run is given: the preset's settings, then :meth:`settings` (they win)."""
+        from tether.train.config import merge_settings  # noqa: PLC0415
+
+        return merge_settings(self.preset_settings(), self.settings())
+
     def fingerprint(self) -> str:
-        """A hash of everything that defines the run, so a changed grid reruns the changed cells."""
-        spec = {"preset": self.task.preset, "settings": self.settings(), "baseline": self.variant.baseline}
+        """A hash of everything that defines the run, so a changed grid reruns the changed cells.
+
+        A cell whose settings change one of its preset's also hashes those names: such cells were
+        run with the preset's values by earlier harnesses (which let the preset win), so their
+        old results are not taken for theirs.
+        """
+        spec: dict[str, Any] = {"preset": self.task.preset, "settings": self.settings(),
+                                "baseline": self.variant.baseline}
         if self.algo != "ppo":  # PPO cells keep the fingerprints they had before trainers were named
             spec["algo"] = self.algo
+        preset = self.preset_settings()
+        overridden = sorted(k for k, v in self.settings().items() if k in preset and preset[k] != v)
+        if overridden:
+            spec["overrides_preset"] = overridden
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

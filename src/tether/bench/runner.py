@@ -43,13 +43,16 @@ GRID_INFO = "grid.json"
 
 
 def default_command(cell: Cell, cell_toml: Path, run_dir: Path) -> list[str]:
-    """``python -m tether.cli train --config cell.toml [--algo A] [--preset P]`` (sb3-contrib: its own)."""
+    """``python -m tether.cli train --config cell.toml [--algo A]`` (sb3-contrib: its own runner).
+
+    ``cell.toml`` holds the cell's whole settings, its preset's included
+    (:meth:`Cell.resolved_settings <tether.bench.grid.Cell.resolved_settings>`), so the grid's
+    settings win over the preset's whatever order a trainer's command line applies them in.
+    """
     module = "tether.bench.sb3" if cell.variant.baseline == "sb3-contrib" else "tether.cli"
     argv = [sys.executable, "-m", module, "train", "--config", str(cell_toml), "--run-dir", str(run_dir)]
     if cell.algo != "ppo":
         argv += ["--algo", cell.algo]
-    if cell.task.preset is not None:
-        argv += ["--preset", cell.task.preset]
     return argv
 
 
@@ -181,7 +184,7 @@ def _run_cell(cell: Cell, out: Path, command: TrainerCommand, context: dict[str,
         shutil.rmtree(cell_dir)
     run_dir = cell_dir / "run"
     run_dir.mkdir(parents=True)
-    write_toml(cell_dir / "cell.toml", {**cell.settings(), "run_dir": "run", "progress": False})
+    write_toml(cell_dir / "cell.toml", {**cell.resolved_settings(), "run_dir": "run", "progress": False})
     argv = list(command(cell, Path("cell.toml"), Path("run")))
     # the sources as the cell's process imports them, not as they may be when it ends
     context = {**context, "source_hash": provenance.source_hash(), "git": provenance.git_state()}
