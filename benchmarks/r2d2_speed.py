@@ -15,7 +15,8 @@ copies, metrics records, the final checkpoint) is what the loop spends outside t
 
 Each round runs every task twice, with the preset's ``staleness_every`` and with 0 (the order
 alternates from round to round; the same seed, so both runs do the same work but the measure):
-the staleness measure's cost is the ratio of the medians of the timed seconds. RecurrentPPO on
+the staleness measure's cost is the ratio of the medians of the timed seconds (and of the
+process's CPU seconds, which other jobs on a shared machine disturb less). RecurrentPPO on
 the same tasks' PPO presets (:mod:`tether.ppo.presets`) runs ``--steps`` env steps once per task
 in round 0, timed the same way, for a side-by-side rate. Mid-run checkpoints are turned off.
 
@@ -175,6 +176,8 @@ def summarise(task: str, on: list[dict[str, Any]], off: list[dict[str, Any]],
             "steps_per_second": steps / seconds_on, "updates_per_second": updates / seconds_on,
             "learner_updates_per_second": updates / learner,
             "steps_per_second_off": steps / seconds_off, "staleness_ratio": seconds_on / seconds_off,
+            "staleness_ratio_cpu": statistics.median(r["cpu_seconds"] for r in on)
+            / statistics.median(r["cpu_seconds"] for r in off),
             "ms_per_iteration": seconds_on / iterations * 1e3, "split_ms": split,
             "ppo_steps": ppo[0]["steps"],
             "ppo_steps_per_second": statistics.median(r["steps_per_second"] for r in ppo),

@@ -26,7 +26,8 @@ def _task(name: str, **over: Any) -> dict[str, Any]:
     task = {"task": name, "num_envs": 8, "collect_steps": 8, "updates_per_collect": 1, "batch_size": 32,
             "length": 60, "burn_in": 20, "staleness_every": 10, "steps_per_second": 1500.0,
             "updates_per_second": 23.4375, "learner_updates_per_second": 50.0, "steps_per_second_off": 1600.0,
-            "staleness_ratio": 1.0667, "ppo_steps_per_second": 1000.0, "ms_per_iteration": 40.0,
+            "staleness_ratio": 1.0667, "staleness_ratio_cpu": 1.05,
+            "ppo_steps_per_second": 1000.0, "ms_per_iteration": 40.0,
             "split_ms": {"collection": 10.0, "sample": 1.0, "replay_loss": 12.0, "backward_optimiser": 6.0,
                          "update_priorities": 0.5, "staleness": 2.5, "rest": 8.0}}
     return {**task, **over}
@@ -54,8 +55,8 @@ def test_replay_speed_table() -> None:
 def test_r2d2_speed_tables() -> None:
     """The rates table (with the staleness ratio and R2D2 / PPO) and the split of an iteration with shares."""
     lines = renderers.render_r2d2_speed(_r2d2_speed()).splitlines()
-    assert lines[2:4] == ["| cartpole | 1500 | 23.4 | 50.0 | 1600 | **1.067** | 1000 | 1.50× |",
-                          "| recall | 3000 | 23.4 | 50.0 | 1600 | **0.980** | 1200 | 2.50× |"]
+    assert lines[2:4] == ["| cartpole | 1500 | 23.4 | 50.0 | 1600 | **1.067** | 1.050 | 1000 | 1.50× |",
+                          "| recall | 3000 | 23.4 | 50.0 | 1600 | **0.980** | 1.050 | 1200 | 2.50× |"]
     assert lines[4] == ""
     assert lines[5] == ("| task | iteration | collection | sample | replay + loss | backward + optimiser |"
                         " `update_priorities` | staleness | rest |")

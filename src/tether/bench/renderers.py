@@ -272,14 +272,15 @@ def _r2d2_settings(r: dict[str, Any]) -> str:
 def render_r2d2_speed(data: dict[str, Any]) -> str:
     """R2D2's rates, the split of its iteration, and RecurrentPPO's rate (``benchmarks/r2d2_speed.py``)."""
     rates = ["| task | R2D2 env steps/s | R2D2 learner updates/s | learner alone, updates/s |"
-             " env steps/s, `staleness_every = 0` | **staleness on / off** | RecurrentPPO env steps/s |"
-             " R2D2 / PPO |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             " env steps/s, `staleness_every = 0` | **staleness on / off** | on / off, CPU time |"
+             " RecurrentPPO env steps/s | R2D2 / PPO |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     split = ["| task | iteration | collection | sample | replay + loss | backward + optimiser |"
              " `update_priorities` | staleness | rest |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["tasks"]:
         rates.append(f"| {r['task']} | {r['steps_per_second']:.0f} | {r['updates_per_second']:.1f} |"
                      f" {r['learner_updates_per_second']:.1f} | {r['steps_per_second_off']:.0f} |"
-                     f" **{r['staleness_ratio']:.3f}** | {r['ppo_steps_per_second']:.0f} |"
+                     f" **{r['staleness_ratio']:.3f}** | {r['staleness_ratio_cpu']:.3f} |"
+                     f" {r['ppo_steps_per_second']:.0f} |"
                      f" {r['steps_per_second'] / r['ppo_steps_per_second']:.2f}× |")
         total, ms = r["ms_per_iteration"], r["split_ms"]
         cells = " | ".join(f"{ms[p]:.2f} ms ({ms[p] / total:.0%})" for p in _PARTS)
