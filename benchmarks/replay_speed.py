@@ -7,7 +7,8 @@ step) until it holds ``capacity`` sequences, then timed per batch, rounds interl
 - ``sample``: draw ``B`` sequences of ``burn_in + seq_len`` steps (prioritised, sum tree) and
   gather them, with the alignment checks (strict mode) and without (off mode);
 - ``update_priorities``: set ``B`` new priorities (the sum tree's update);
-- ``episode_history``: the way back to the episodes' starts (``max_steps`` = 200), for Δq.
+- ``episode_history``: the way back to the episodes' starts (``max_steps`` = 200), for Δq (the
+  share of the batch's rows it covers is recorded with it).
 
 Shapes: the paper's (seq_len 40, burn-in 40, so length 80, period 40, batch 64) and smaller ones.
 Medians of the thread CPU time (what this thread computed, without the time it waited for a core
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from tether import EpisodeClock, RecurrentState, mode
 from tether.bench import provenance
 from tether.replay import SequenceReplay
@@ -39,6 +40,7 @@ from tether.rollout import Transition
 #: (seq_len, burn_in, period, batch, obs_dim): the paper's shape first.
 SHAPES = [(40, 40, 40, 64, 4), (40, 40, 40, 32, 4), (40, 40, 40, 64, 64), (20, 10, 15, 32, 4)]
 NUM_ENVS, HIDDEN, CAPACITY = 16, 64, 2000
+HISTORY_STEPS = 200  # episode_history's max_steps (the R2D2 default staleness_history is 1 000)
 
 
 def _fill(replay: SequenceReplay, obs_dim: int, seed: int) -> None:
@@ -88,7 +90,7 @@ def _measure(shape: tuple[int, int, int, int, int], rounds: int) -> dict[str, An
         replay.update_priorities(sampled.indices, rng.random(batch))
 
     def history() -> None:
-        replay.episode_history(sampled, max_steps=200)
+        replay.episode_history(sampled, max_steps=HISTORY_STEPS)
 
     cases = {"sample_strict": sample_strict, "sample_off": sample_off, "update_priorities": update,
              "episode_history": history}
@@ -98,9 +100,11 @@ def _measure(shape: tuple[int, int, int, int, int], rounds: int) -> dict[str, An
     for _ in range(rounds):
         for name, fn in cases.items():
             times[name].append(_timed(fn))
+    covered = len(replay.episode_history(sampled, max_steps=HISTORY_STEPS).rows)
     result: dict[str, Any] = {"seq_len": seq_len, "burn_in": burn_in, "length": seq_len + burn_in,
                               "period": period, "batch": batch, "obs_dim": obs_dim, "num_envs": NUM_ENVS,
-                              "hidden": HIDDEN, "capacity": CAPACITY, "replay_bytes": replay.nbytes}
+                              "hidden": HIDDEN, "capacity": CAPACITY, "replay_bytes": replay.nbytes,
+                              "history_rows_covered": covered / batch}
     for name, values in times.items():
         result[f"{name}_cpu_ms"] = statistics.median(v[0] for v in values)
         result[f"{name}_wall_ms"] = statistics.median(v[1] for v in values)
@@ -125,7 +129,8 @@ def main() -> None:
               f" episode_history {row['episode_history_cpu_ms']:.3f} ms (thread CPU, median)")
     result = {"benchmark": "replay_speed",
               "command": f"python benchmarks/replay_speed.py --rounds {args.rounds}",
-              "rounds": args.rounds, "torch_threads": 1, "device": "cpu", "shapes": rows,
+              "rounds": args.rounds, "torch_threads": 1, "device": "cpu", "prioritized": True,
+              "history_max_steps": HISTORY_STEPS, "shapes": rows,
               "provenance": provenance.collect()}
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

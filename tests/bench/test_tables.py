@@ -156,7 +156,7 @@ def test_unknown_kind_and_missing_file(tmp_path: Path) -> None:
     readme = _readme(root, "old\n", kind="speed", source="nope.json")
     [problem] = tables.check([readme], root)
     assert ("tether-bench:speed block: unknown kind; expected one of ['act-step', 'compare', 'compare-full',"
-            " 'e2e', 'export-latency', 'gru', 'learning', 'memory', 'sequence',") in problem
+            " 'e2e', 'export-latency', 'gru', 'learning', 'memory', 'r2d2-speed', 'replay-speed', 'sequence',") in problem
     readme = _readme(root, "old\n", kind="memory", source="benchmarks/results/none.json")
     [problem] = tables.check([readme], root)
     assert problem.endswith("no results file benchmarks/results/none.json; make it with"
