@@ -28,6 +28,8 @@ def test_train_then_eval_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "staleness/age_updates" in records[-1]
     assert main(["eval", str(run), "--episodes", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["episodes"] == 3
+    assert main(["eval", str(run), "--episodes", "3", "--stochastic"]) == 0
+    assert "(3 episodes, stochastic)" in capsys.readouterr().out
     assert main(["plot", str(run), "--keys", "staleness/*", "loss"]) == 0
     assert (run / "keys.png").is_file()
     capsys.readouterr()

@@ -50,6 +50,9 @@ def test_a_strict_run_is_silent_and_logs_what_it_learns(tmp_path: Path) -> None:
     assert np.isfinite(last["loss"])
     result = trainer.evaluate(3)
     assert result["episodes"] == 3
+    epsilon = trainer.policy.epsilon.clone()
+    assert trainer.evaluate(3, deterministic=False, num_envs=3)["deterministic"] is False
+    torch.testing.assert_close(trainer.policy.epsilon, epsilon)  # the actors' ε is back
     trainer.close()
 
 

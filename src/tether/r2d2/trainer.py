@@ -217,9 +217,15 @@ class R2D2:
 
         Returns:
             ``{"episodes", "mean_return", "std_return", "returns", "deterministic"}``
-            (``deterministic=False`` acts ε-greedily with the envs' current ε).
+            (``deterministic=False`` acts ε-greedily with ``epsilon_end`` in every env).
         """
-        return self.run.evaluate(episodes, seed=seed, deterministic=deterministic, num_envs=num_envs)
+        policy = self.run.policy
+        saved = policy.epsilon.clone()
+        policy.set_epsilon(self.config.epsilon_end)
+        try:
+            return self.run.evaluate(episodes, seed=seed, deterministic=deterministic, num_envs=num_envs)
+        finally:
+            policy.set_epsilon(saved)
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically: the Run's parts, the target network, the replay if kept.
