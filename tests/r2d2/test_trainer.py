@@ -67,6 +67,19 @@ def test_variants_train(tmp_path: Path, overrides: dict[str, Any]) -> None:
     trainer.close()
 
 
+def test_delta_q_of_the_memoryless_twin_is_zero(tmp_path: Path) -> None:
+    """The twin ignores its state, so the replayed and the recomputed state give the same Q: Δq is 0
+    (measured with the weights of the update's own replay, before its optimiser step)."""
+    trainer = R2D2(tiny(tmp_path, "twin", recurrent=False, staleness_every=1))
+    trainer.train()
+    trainer.close()
+    records = [r for r in _records(tmp_path / "twin") if "staleness/dq_first" in r]
+    assert records
+    for record in records:
+        assert record["staleness/dq_first"] == pytest.approx(0.0, abs=1e-6)
+        assert record["staleness/dq_last"] == pytest.approx(0.0, abs=1e-6)
+
+
 def test_seeded_runs_are_reproducible(tmp_path: Path) -> None:
     """Two runs with one seed give the same weights and metrics; another seed differs."""
     runs = []

@@ -169,6 +169,11 @@ class R2D2:
         c, run, pending = self.config, self.run, self._pending
         batch: ReplayBatch = self.replay.sample(c.batch_size, generator=run.generator, device=run.device)
         step = learner_step(run.policy, self.target, batch, c)
+        if c.staleness_every and (run.update + 1) % c.staleness_every == 0:
+            # before the optimiser step: q(h) must come from the weights that gave q(ĥ)
+            pending.add(measure_staleness(
+                run.policy, self.replay, batch, q_first=step.q_first, q_last=step.q_last, first=step.first,
+                last=step.last, trained=step.trained, update=run.update, max_steps=c.staleness_history))
         run.optimizer.zero_grad(set_to_none=True)
         step.loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
         grad_norm = float(nn.utils.clip_grad_norm_(run.policy.parameters(), c.max_grad_norm))
@@ -181,10 +186,6 @@ class R2D2:
         pending.add(stats)
         if run.update % c.target_update_every == 0:
             self.update_target()
-        if c.staleness_every and run.update % c.staleness_every == 0:
-            pending.add(measure_staleness(
-                run.policy, self.replay, batch, q_first=step.q_first, q_last=step.q_last, first=step.first,
-                last=step.last, trained=step.trained, update=run.update, max_steps=c.staleness_history))
 
     def update_target(self) -> None:
         """Move the target network to the online one: a copy (``target_tau = 1``), else Polyak averaging."""
