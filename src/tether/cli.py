@@ -43,7 +43,7 @@ from tether.r2d2.presets import PRESETS as R2D2_PRESETS
 from tether.train.config import merge_settings
 from tether.train.run_folder import RunFolder, write_text
 
-__all__ = ["ALGORITHMS", "Algorithm", "main"]
+__all__ = ["ALGORITHMS", "Algorithm", "algorithm_of", "main"]
 
 
 @attrs.frozen(kw_only=True)
@@ -351,19 +351,30 @@ def _draw_curves(run_dir: Path) -> None:
         print(f"learning curve: {png}")
 
 
-def _trainer_of(path: Path) -> Any:
-    """The trainer class of the run saved at ``path`` (a file or a run folder), by its ``algo``."""
-    from tether.errors import CheckpointError  # noqa: PLC0415
-    from tether.train.checkpoint import load_checkpoint  # noqa: PLC0415
+def algorithm_of(data: dict[str, Any], source: Path) -> Algorithm:
+    """The :data:`ALGORITHMS` entry of a checkpoint's payload (its ``algo``; PPO before the key existed).
 
-    source = path / "checkpoint.pt" if path.is_dir() else path
-    if not source.exists():  # the trainer's load says what is missing
-        return ALGORITHMS["ppo"].trainer_class()
-    name = load_checkpoint(source).get("algo", "ppo")  # checkpoints before the algo key are PPO's
+    Raises:
+        CheckpointError: for an algorithm this tether does not know.
+    """
+    from tether.errors import CheckpointError  # noqa: PLC0415
+
+    name = data.get("algo", "ppo")  # checkpoints before the algo key are PPO's
     if name not in ALGORITHMS:
         raise CheckpointError(f"{source}: a run of the algorithm {name!r}, which this tether does not know"
                               f" (it knows {', '.join(sorted(ALGORITHMS))})")
-    return ALGORITHMS[name].trainer_class()
+    return ALGORITHMS[name]
+
+
+def _trainer_of(path: Path) -> Any:
+    """The trainer class of the run saved at ``path`` (a file or a run folder), by its ``algo``."""
+    from tether.train.checkpoint import checkpoint_path, load_checkpoint  # noqa: PLC0415
+
+    try:
+        source = checkpoint_path(path)
+    except FileNotFoundError:  # the trainer's load says what is missing
+        return ALGORITHMS["ppo"].trainer_class()
+    return algorithm_of(load_checkpoint(source), source).trainer_class()
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tether.bench import provenance, stats
-from tether.bench.runner import GRID_INFO, REPORTED_METRICS, RESULT, metric_means
+from tether.bench.runner import GRID_INFO, REPORTED_METRICS, RESULT, metric_means, run_records
 
 __all__ = ["GRID_INFO", "SUMMARY", "load_results", "render_table", "summarise", "write_report"]
 
@@ -36,7 +36,7 @@ def load_results(out: str | Path) -> list[dict[str, Any]]:
     for path in sorted(folder.glob(f"*/{RESULT}")):
         record = json.loads(path.read_text(encoding="utf-8"))
         if "metric_means" not in record:  # a cell recorded before records kept them: its run's file
-            record["metric_means"] = metric_means(path.parent / "run")
+            record["metric_means"] = metric_means(run_records(path.parent / "run"))
         records.append(record)
     if not records:
         raise FileNotFoundError(f"no finished cells (*/{RESULT}) under {folder}; run tether bench run first")

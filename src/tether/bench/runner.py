@@ -31,8 +31,8 @@ from tether.bench._extras import MissingExtraError, has_module
 from tether.bench.grid import BASELINES, Cell, Grid
 from tether.errors import ConfigError
 
-__all__ = ["GRID_INFO", "RESULT", "CellOutcome", "TrainerCommand", "default_command", "read_cell", "run_grid",
-           "usable_cores", "write_toml"]
+__all__ = ["GRID_INFO", "REPORTED_METRICS", "RESULT", "CellOutcome", "TrainerCommand", "default_command",
+           "metric_means", "read_cell", "run_grid", "run_records", "usable_cores", "write_toml"]
 
 #: Builds the argv that trains one cell: ``(cell, cell_toml, run_dir) -> argv``. The paths are
 #: relative to the cell's folder, which is the process's working directory (so no machine path
@@ -97,14 +97,21 @@ def read_cell(cell_dir: Path) -> dict[str, Any] | None:
     return record
 
 
-def _curve(run_dir: Path) -> list[dict[str, Any]]:
-    curve = []
-    with (run_dir / "metrics.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                curve.append({"step": r["step"], "time": r.get("time"), "ep_return": r.get("ep_return")})
-    return curve
+def run_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (none when there is no file).
+
+    Read here rather than through :func:`tether.train.read_metrics`, which imports torch: the
+    harness stays light.
+    """
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _curve(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"step": r["step"], "time": r.get("time"), "ep_return": r.get("ep_return")} for r in records]
 
 
 #: The metrics a cell's record keeps the run's mean of (the health and staleness measures), in order.
@@ -113,20 +120,14 @@ REPORTED_METRICS = ("state/stale_kl_first", "state/stale_kl_last", "state/stale_
                     "staleness/dq_first", "staleness/dq_last", "staleness/age_updates")
 
 
-def metric_means(run_dir: Path) -> dict[str, float]:
+def metric_means(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     """The mean over a run's metrics records of each of :data:`REPORTED_METRICS` it logged (finite values)."""
     values: dict[str, list[float]] = {}
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                record = json.loads(line)
-                for key in REPORTED_METRICS:
-                    value = record.get(key)
-                    if isinstance(value, int | float) and math.isfinite(value):
-                        values.setdefault(key, []).append(float(value))
+    for record in records:
+        for key in REPORTED_METRICS:
+            value = record.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                values.setdefault(key, []).append(float(value))
     return {key: sum(v) / len(v) for key, v in values.items()}
 
 
@@ -151,7 +152,8 @@ def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
     """The cell's result from the files the trainer wrote (raises ``ValueError`` when one is missing)."""
     if not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "eval.json").is_file():
         raise ValueError(f"the trainer left no metrics.jsonl and eval.json in {run_dir}")
-    curve = _curve(run_dir)
+    records = run_records(run_dir)
+    curve = _curve(records)
     evaluation = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
     last: dict[str, Any] = curve[-1] if curve else {"step": 0, "time": None}
     rate = last["step"] / last["time"] if last.get("time") else None
@@ -167,7 +169,7 @@ def _record(cell: Cell, run_dir: Path, argv: Sequence[str], seconds: float,
         "eval": {"mean_return": evaluation["mean_return"], "std_return": evaluation.get("std_return"),
                  "returns": evaluation.get("returns"), "episodes": evaluation.get("episodes")},
         "score": evaluation["mean_return"], "at_bar": bool(evaluation["mean_return"] >= task.bar),
-        "metric_means": metric_means(run_dir),
+        "metric_means": metric_means(records),
         "steps": last["step"], "train_seconds": last.get("time"), "steps_per_second": rate,
         "wall_seconds": seconds, "curve": curve,
         "provenance": context,

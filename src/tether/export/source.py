@@ -17,7 +17,7 @@ from tether.errors import CheckpointError
 from tether.export.exporters import file_sha256
 from tether.nets import ObservationNorm
 
-__all__ = ["RunSource", "checkpoint_path", "load_run", "run_settings"]
+__all__ = ["RunSource", "load_run", "run_settings"]
 
 
 class RunSource(NamedTuple):
@@ -40,32 +40,6 @@ class RunSource(NamedTuple):
     sha256: str
 
 
-def checkpoint_path(path: str | Path) -> Path:
-    """The checkpoint file of a run folder (``checkpoint.pt``) or the file itself.
-
-    Raises:
-        FileNotFoundError: when there is none.
-    """
-    source = Path(path)
-    if source.is_dir():
-        source = source / "checkpoint.pt"
-    if not source.is_file():
-        raise FileNotFoundError(f"no checkpoint at {source} (expected a run folder holding checkpoint.pt,"
-                                " or a checkpoint file)")
-    return source
-
-
-def _algorithm(data: dict[str, Any], source: Path) -> Any:
-    """The trainer entry (settings class, trainer class) of a checkpoint's ``algo``."""
-    from tether.cli import ALGORITHMS  # noqa: PLC0415 (the registry of trainers, on demand)
-
-    name = data.get("algo", "ppo")  # checkpoints before the algo key are PPO's
-    if name not in ALGORITHMS:
-        raise CheckpointError(f"{source}: a run of the algorithm {name!r}, which this tether does not know"
-                              f" (it knows {', '.join(sorted(ALGORITHMS))})")
-    return ALGORITHMS[name]
-
-
 def run_settings(path: str | Path, *, allow_imports: Sequence[str] = ()) -> tuple[Any, Path]:
     """The settings a run's checkpoint records (its algorithm's config), and the checkpoint file.
 
@@ -74,13 +48,16 @@ def run_settings(path: str | Path, *, allow_imports: Sequence[str] = ()) -> tupl
         CheckpointError: for a foreign or corrupt file, or env imports nobody allowed.
         ConfigError: for settings that are not valid.
     """
-    from tether.train.checkpoint import load_checkpoint  # noqa: PLC0415 (the trainer's side, on demand)
+    # the trainer's side, on demand
+    from tether.train.checkpoint import checkpoint_path, load_checkpoint  # noqa: PLC0415
 
     source = checkpoint_path(path)
     data = load_checkpoint(source, required=("config",))
     if not isinstance(data["config"], dict):
         raise CheckpointError(f"{source}: the payload is corrupt (its config is not a table)")
-    config_class = _algorithm(data, source).config
+    from tether.cli import algorithm_of  # noqa: PLC0415 (the registry of trainers, on demand)
+
+    config_class = algorithm_of(data, source).config
     settings = config_class.from_dict({**data["config"], "run_dir": str(source.parent)}, source=str(source))
     check_import_consent(settings.env_id, settings.env_imports, source=source, allowed=list(allow_imports))
     return settings, source
@@ -99,10 +76,12 @@ def load_run(path: str | Path, *, allow_imports: Sequence[str] = ()) -> RunSourc
         FileNotFoundError: when there is no checkpoint.
         CheckpointError / ConfigError: as ``tether eval`` raises them for the same run.
     """
-    from tether.train.checkpoint import load_checkpoint  # noqa: PLC0415
+    from tether.train.checkpoint import checkpoint_path, load_checkpoint  # noqa: PLC0415
 
     source = checkpoint_path(path)
-    trainer_class = _algorithm(load_checkpoint(source), source).trainer_class()
+    from tether.cli import algorithm_of  # noqa: PLC0415
+
+    trainer_class = algorithm_of(load_checkpoint(source), source).trainer_class()
     trainer = trainer_class.load(source, progress=False, allow_imports=allow_imports)
     try:
         wrapper = obs_normalizer(trainer.run.venv)

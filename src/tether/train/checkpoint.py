@@ -25,7 +25,7 @@ import torch
 from tether.errors import CheckpointError
 from tether.train.run_folder import atomic_write
 
-__all__ = ["FORMAT", "VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "VERSION", "checkpoint_path", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "tether-checkpoint"
 VERSION = 2  # 2: no pickled objects (version 1 pickled the live collector and its envs)
@@ -97,6 +97,21 @@ def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines()]
     reasons = [line for line in lines if line and not any(a in line.lower() for a in _ADVICE)]
     return reasons[0] if reasons else type(err).__name__
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint file of a run folder (``checkpoint.pt``) or the file itself.
+
+    Raises:
+        FileNotFoundError: when there is none.
+    """
+    source = Path(path)
+    if source.is_dir():
+        source = source / "checkpoint.pt"
+    if not source.is_file():
+        raise FileNotFoundError(f"no checkpoint at {source} (expected a run folder holding checkpoint.pt,"
+                                " or a checkpoint file)")
+    return source
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, required: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from tether import distributed
 from tether.envs.factory import check_import_consent, make_vector_env, obs_normalizer
 from tether.errors import CheckpointError, ConfigError
 from tether.rollout import RolloutCollector
-from tether.train.checkpoint import load_checkpoint, save_checkpoint
+from tether.train.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from tether.train.config import RunSettings
 from tether.train.evaluation import EvalSummary, evaluate_policy
 from tether.train.metrics import MetricsLogger
@@ -206,12 +206,7 @@ class Run:
             FileNotFoundError: when there is no checkpoint there.
             CheckpointError: for a corrupt or foreign file, or another algorithm's.
         """
-        source = Path(path)
-        if source.is_dir():
-            source = source / "checkpoint.pt"
-        elif not source.exists():
-            raise FileNotFoundError(f"no checkpoint at {source} (expected a run folder holding checkpoint.pt,"
-                                    " or a checkpoint file)")
+        source = checkpoint_path(path)
         data = load_checkpoint(source, required=CHECKPOINT_KEYS)
         if not isinstance(data["config"], dict) or not isinstance(data["policy"], dict):
             raise CheckpointError(f"{source}: the payload is corrupt (its config or policy is not a table)")
