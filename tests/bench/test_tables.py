@@ -230,7 +230,20 @@ def test_speed_tables_render_their_ratios() -> None:
             "wall_seconds": {"median_off": 12.0, "median_on": 12.0, "ratio_of_medians": 1.0, "off": [12.0, 12.0],
                              "on": [11.5, 12.5]}}
     assert tables.RENDERERS["telemetry-cost"][0](cost).splitlines()[2] == (
-        "| training seconds | 10.00 s | 10.20 s | **1.020** | 9.00-11.00 s | 10.00-10.40 s |")
+        "| preset | 10.00 s | 10.20 s | **1.020** | 9.00-11.00 s | 10.00-10.40 s | 1.000 |")
+    chunked = {**cost["wall_seconds"], "ratio_of_medians": 1.1}  # type: ignore[dict-item]
+    two = {"provenance": None, "rounds": 2, "configs": [
+        {"name": "a", "command": "tether train A", "train_seconds": cost["train_seconds"],
+         "wall_seconds": cost["wall_seconds"]},
+        {"name": "b", "command": "tether train B", "train_seconds": cost["train_seconds"], "wall_seconds": chunked}]}
+    lines = tables.RENDERERS["telemetry-cost"][0](two).splitlines()
+    assert lines[3] == "| b | 10.00 s | 10.20 s | **1.020** | 9.00-11.00 s | 10.00-10.40 s | 1.100 |"
+    assert lines[-1].endswith("(a: `tether train A`; b: `tether train B`).")
+    starts = {"provenance": None, "rounds": 7, "tasks": {"cartpole": {"label": "CartPole", "variants": {
+        "rollout": {"median_seconds": 0.3, "ratio_to_stored": 1.5},
+        "stored": {"median_seconds": 0.2, "ratio_to_stored": 1.0}}}}}
+    assert tables.RENDERERS["sequence-start-cost"][0](starts).splitlines()[2] == (
+        "| CartPole | 300 ms (**1.50×**) | 200 ms |")
     e2e = {"provenance": None, "steps": 100, "rounds": 2, "before_commit": "0123456789abcdef",
            "steps_per_second": {"now/lstm": [10.0, 12.0], "before/gru": [5.0, 7.0]},
            "medians": {"now/lstm": 11.0, "before/gru": 6.0}, "ratios": {"gru / lstm (now)": 0.5}}

@@ -16,8 +16,8 @@ from tether.bench.report import render_table
 
 __all__ = ["RENDERERS", "render_act_step", "render_compare", "render_compare_full", "render_e2e",
            "render_export_latency", "render_gru", "render_learning", "render_memory", "render_r2d2_speed",
-           "render_replay_speed", "render_sequence", "render_sequence_explore", "render_step_overhead",
-           "render_telemetry_cost", "render_torchrl"]
+           "render_replay_speed", "render_sequence", "render_sequence_explore", "render_sequence_start_cost",
+           "render_step_overhead", "render_telemetry_cost", "render_torchrl"]
 
 
 def _ratio_cell(value: float, base: float, unit: str, scale: float) -> str:
@@ -228,15 +228,41 @@ def render_learning(data: dict[str, Any]) -> str:
 
 
 def render_telemetry_cost(data: dict[str, Any]) -> str:
-    """``tether train`` with ``--telemetry`` on and off, alternated (``benchmarks/telemetry_cost.py``)."""
-    lines = [f"| {data['rounds']} rounds | median off | median on | **on / off** | range off | range on |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for key, label in (("train_seconds", "training seconds"), ("wall_seconds", "process wall time")):
-        row = data[key]
+    """``tether train`` with ``--telemetry`` on and off, alternated (``benchmarks/telemetry_cost.py``).
+
+    One row per configuration measured (``configs``); a results file of one configuration (its
+    ``train_seconds`` and ``wall_seconds`` at the top level) renders as one row.
+    """
+    configs = data.get("configs") or [{"name": "preset", "command": data["command"],
+                                       "train_seconds": data["train_seconds"],
+                                       "wall_seconds": data["wall_seconds"]}]
+    lines = [f"| {data['rounds']} rounds | training s, off | training s, on | **on / off** | range off |"
+             " range on | process wall time, on / off |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for config in configs:
+        row, wall = config["train_seconds"], config["wall_seconds"]
         spans = [f"{min(row[side]):.2f}-{max(row[side]):.2f} s" for side in ("off", "on")]
-        lines.append(f"| {label} | {row['median_off']:.2f} s | {row['median_on']:.2f} s |"
-                     f" **{row['ratio_of_medians']:.3f}** | {spans[0]} | {spans[1]} |")
-    return "\n".join([*lines, "", f"`{data['command']}`, the two variants alternated round by round."])
+        lines.append(f"| {config['name']} | {row['median_off']:.2f} s | {row['median_on']:.2f} s |"
+                     f" **{row['ratio_of_medians']:.3f}** | {spans[0]} | {spans[1]} |"
+                     f" {wall['ratio_of_medians']:.3f} |")
+    commands = "; ".join(f"{c['name']}: `{c['command']}`" for c in configs)
+    return "\n".join([*lines, "", "Medians over rounds, the two variants alternated round by round"
+                      f" ({commands})."])
+
+
+def render_sequence_start_cost(data: dict[str, Any]) -> str:
+    """Seconds per PPO update of each start of a replayed chunk (``benchmarks/sequence_start_cost.py``)."""
+    names = list(next(iter(data["tasks"].values()))["variants"])
+    lines = ["| task | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    for task, row in data["tasks"].items():
+        cells = []
+        for name in names:
+            v = row["variants"][name]
+            ratio = "" if name == "stored" else f" (**{v['ratio_to_stored']:.2f}×**)"
+            cells.append(f"{v['median_seconds'] * 1000:.0f} ms{ratio}")
+        lines.append(f"| {row.get('label') or task} | {' | '.join(cells)} |")
+    return "\n".join([*lines, "", f"Wall seconds per update (collection and optimisation), medians of"
+                      f" {data['rounds']} rounds in one process, the starts' order rotating; ratios to"
+                      " `stored` on the same task; the grid's settings for seed 0, telemetry off."])
 
 
 def render_replay_speed(data: dict[str, Any]) -> str:
@@ -308,8 +334,10 @@ RENDERERS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "export-latency": (render_export_latency,
                        "python benchmarks/export_latency.py --out benchmarks/results/export_latency.json"),
     "torchrl": (render_torchrl, "python benchmarks/torchrl_speed.py"),
-    "telemetry-cost": (render_telemetry_cost, "python benchmarks/telemetry_cost.py --rounds 7"
+    "telemetry-cost": (render_telemetry_cost, "python benchmarks/telemetry_cost.py --rounds 5"
                                               " --out benchmarks/results/telemetry_cost.json"),
+    "sequence-start-cost": (render_sequence_start_cost, "python benchmarks/sequence_start_cost.py --rounds 7"
+                                                        " --out benchmarks/results/sequence_start_cost.json"),
     "replay-speed": (render_replay_speed,
                      "python benchmarks/replay_speed.py --out benchmarks/results/replay_speed.json"),
     "r2d2-speed": (render_r2d2_speed,
