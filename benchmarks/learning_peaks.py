@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.bench.provenance import measured_on
-from tether.bench.report import load_results, summarise
+from tether.bench.report import GRID_INFO, load_results, summarise
 
 
 def peaks(record: dict[str, Any], bar: float, tail: int) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"learning_peaks: {err}", file=sys.stderr)
         return 2
-    info_path = args.folder / "grid.json"
+    info_path = args.folder / GRID_INFO
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     summary = summarise(records, info=info, n_resamples=10)  # for the rows' order, bars and labels
     rows = []

@@ -26,21 +26,15 @@ import numpy as np
 from tether.bench import stats
 from tether.bench.provenance import measured_on
 from tether.bench.report import GRID_INFO, load_results, summarise
+from tether.bench.runner import run_records
 
 POINTS = 40
 
 
-def _series(cell: Path, key: str) -> np.ndarray | None:
-    """``[n, 2]`` (env step, value) of ``key`` in the cell's metrics, finite values only."""
-    path = cell / "run" / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        value = record.get(key)
-        if isinstance(value, int | float) and math.isfinite(value):
-            rows.append((float(record["step"]), float(value)))
+def _series(records: list[dict[str, Any]], key: str) -> np.ndarray | None:
+    """``[n, 2]`` (env step, value) of ``key`` in a run's metrics records, finite values only."""
+    rows = [(float(r["step"]), float(r[key])) for r in records
+            if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
     return np.asarray(rows, dtype=float) if len(rows) >= 2 else None
 
 
@@ -66,9 +60,10 @@ def curves(folder: Path, keys: list[str], n_resamples: int) -> dict[str, Any]:
     summary = summarise(records, info=info, n_resamples=10)  # for the order, labels and provenance
     found: list[dict[str, Any]] = []
     for row in summary["rows"]:
-        cells = [folder / f"{row['task']}__{row['variant']}__seed{seed}" for seed in row["seeds"]]
+        runs = [run_records(folder / f"{row['task']}__{row['variant']}__seed{seed}" / "run")
+                for seed in row["seeds"]]  # each cell's metrics.jsonl, read once for every key
         for key in keys:
-            series = [s for s in (_series(c, key) for c in cells) if s is not None]
+            series = [s for s in (_series(records, key) for records in runs) if s is not None]
             curve = _curve(series, n_resamples)
             if curve is not None:
                 found.append({"task": row["task"], "task_label": row["task_label"], "variant": row["variant"],
